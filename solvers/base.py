@@ -1,0 +1,76 @@
+"""The contract every framework module fulfils: a ``Framework`` that builds ``Solver`` objects.
+
+A solver only knows how to put data on its device, run the fixed-iteration loop and wait for it. Timing,
+warm-up, correctness and metadata live in shared code (``timing``, ``metadata``) so they are written once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+import numpy as np
+
+from .problem import ProblemData
+
+DEVICES = ("cpu", "gpu")
+VARIANTS = ("loop", "fused")
+
+
+class Solver(Protocol):
+    """One (framework, device, variant) bound to one dataset."""
+
+    def setup(self, data: ProblemData) -> None:
+        """Copy X, y, W0, b0 to the device; called outside the clock (its time is reported as transfer)."""
+
+    def run(self, iters: int) -> Any:
+        """Run ``iters`` gradient steps from (W0, b0); return device handles to (W, b), possibly still queued."""
+
+    def sync(self, out: Any) -> None:
+        """Block until ``out`` is computed: the clock stops only after this returns."""
+
+    def fetch(self, out: Any) -> tuple[np.ndarray, float]:
+        """Host copy of (W, b); W keeps the dtype that actually ran so a silent downcast is caught."""
+
+
+class Unavailable(Exception):
+    """The framework, device or variant cannot run here (not installed, no GPU visible, not offered)."""
+
+
+class Framework(ABC):
+    """One framework plugin. Subclasses import their library at module import time (the registry is lazy)."""
+
+    name: str
+    #: Variants per device this framework implements.
+    variants: dict[str, tuple[str, ...]] = {"cpu": VARIANTS, "gpu": VARIANTS}
+
+    @abstractmethod
+    def version(self) -> str:
+        """The framework's own version string."""
+
+    @abstractmethod
+    def configure_threads(self, threads: int) -> dict[str, Any]:
+        """Apply the thread count through the framework's own API (env vars were set before import)."""
+
+    def devices(self) -> list[str]:
+        """Devices this process can use; the default is CPU only."""
+        return ["cpu"]
+
+    def gpu_unavailable_reason(self) -> str:
+        """Why no GPU is visible, in words a user can act on."""
+        return f"no GPU visible to {self.name}"
+
+    @abstractmethod
+    def make_solver(self, device: str, variant: str) -> Solver:
+        """A fresh solver for (device, variant)."""
+
+    def peak_device_memory(self, device: str) -> int | None:
+        """Peak bytes allocated on the device since the last reset, when the framework can tell."""
+        return None
+
+    def reset_peak_device_memory(self, device: str) -> None:
+        """Start a new peak-memory window (per dimension)."""
+
+    def details(self, device: str) -> dict[str, Any]:
+        """Framework-specific provenance: backend, device name, precision settings."""
+        return {}

@@ -1,0 +1,94 @@
+"""The one fixed problem every framework solves, and the float64 NumPy reference it is checked against.
+
+Data are generated once, by NumPy, from an integer seed, so every framework (and every image) sees the
+same bytes. Why a small learning rate: after ``iters`` steps the parameters are still moving, so a solver
+that runs one step too few or too many differs from the reference far beyond tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+DTYPES = ("float64", "float32")
+#: Relative tolerance per dtype for the correctness check against the float64 reference.
+TOLERANCE = {"float64": 1e-8, "float32": 1e-3}
+NOISE_STD = 0.1
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """Parameters of one problem instance (everything but the dimension, which is swept)."""
+
+    n: int = 10_000
+    iters: int = 1_000
+    lr: float = 1e-3
+    dtype: str = "float64"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "noise_std": NOISE_STD, "tolerance": TOLERANCE[self.dtype]}
+
+
+@dataclass(frozen=True)
+class ProblemData:
+    """Host arrays for one dimension, already in the requested dtype; W0 = 0, b0 = 0."""
+
+    X: np.ndarray  # (n, d), C-contiguous
+    y: np.ndarray  # (n,)
+    W0: np.ndarray  # (d,)
+    b0: float
+    lr: float
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.X.shape[1])
+
+
+def make_data(spec: ProblemSpec, d: int) -> ProblemData:
+    """Synthetic y = X·W* + b* + noise with X ~ N(0, 1); the seed mixes in d so each dimension is its own draw."""
+    rng = np.random.default_rng([spec.seed, d])
+    X = rng.standard_normal((spec.n, d))
+    w_true = rng.standard_normal(d)
+    b_true = float(rng.standard_normal())
+    y = X @ w_true + b_true + NOISE_STD * rng.standard_normal(spec.n)
+    dt = np.dtype(spec.dtype)
+    return ProblemData(
+        X=np.ascontiguousarray(X, dtype=dt),
+        y=np.ascontiguousarray(y, dtype=dt),
+        W0=np.zeros(d, dtype=dt),
+        b0=0.0,
+        lr=spec.lr,
+    )
+
+
+def reference(data: ProblemData, iters: int) -> tuple[np.ndarray, float]:
+    """Plain float64 gradient descent on the same (possibly float32-rounded) data: the ground truth."""
+    X = data.X.astype(np.float64)
+    y = data.y.astype(np.float64)
+    W = data.W0.astype(np.float64).copy()
+    b = float(data.b0)
+    n = X.shape[0]
+    for _ in range(iters):
+        r = y - (X @ W + b)
+        W -= data.lr * (-2.0 / n) * (X.T @ r)
+        b -= data.lr * (-2.0 / n) * float(r.sum())
+    return W, b
+
+
+def max_rel_error(W: np.ndarray, b: float, W_ref: np.ndarray, b_ref: float) -> float:
+    """Normwise relative error max|θ − θref| / max|θref| over θ = (W, b).
+
+    Normwise rather than per component: a true coefficient near zero would otherwise turn rounding noise
+    into a huge "relative" error.
+    """
+    theta = np.append(np.asarray(W, dtype=np.float64).ravel(), float(b))
+    ref = np.append(W_ref, b_ref)
+    if not np.all(np.isfinite(theta)):
+        return float("inf")
+    return float(np.max(np.abs(theta - ref)) / max(float(np.max(np.abs(ref))), np.finfo(np.float64).tiny))

@@ -1,0 +1,143 @@
+"""The result document: defined once here, versioned, validated when written and when read.
+
+Other tools (the orchestrator, reports) read these names; a document with another ``schema_version`` is
+refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "unavailable", "invalid")
+
+_num = {"type": ["number", "null"]}
+_int = {"type": ["integer", "null"]}
+_str = {"type": ["string", "null"]}
+_obj = {"type": ["object", "null"]}
+
+RESULT = {
+    "type": "object",
+    "required": [
+        "dim", "variant", "status", "reason", "time_per_iter_s", "repeat_times_s", "compile_s", "max_rel_error",
+    ],
+    "properties": {
+        "dim": {"type": ["integer", "null"]},
+        "variant": {"type": "string"},
+        "status": {"enum": list(STATUSES)},
+        "reason": _str,
+        "stderr_tail": _str,
+        "time_per_iter_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "median_s": _num,
+        "min_s": _num,
+        "cv": _num,
+        "repeat_times_s": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}},
+        "compile_s": _num,
+        "transfer_s": _num,
+        "max_rel_error": _num,
+        "tolerance": _num,
+        "output_dtype": _str,
+        "sync_check": {
+            "type": ["object", "null"],
+            "required": ["iters", "ratio", "passed"],
+            "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"}},
+        },
+        "peak_rss_bytes": _int,
+        "peak_device_bytes": _int,
+        "gpu_state_before": _obj,
+        "gpu_state_after": _obj,
+    },
+    # A timing exists only for a run that passed its checks; anything else carries no number.
+    "if": {"properties": {"status": {"const": "ok"}}},
+    "then": {
+        "properties": {
+            "time_per_iter_s": {"type": "number"},
+            "repeat_times_s": {"minItems": 1},
+            "max_rel_error": {"type": "number"},
+        }
+    },
+    "else": {"properties": {"time_per_iter_s": {"type": "null"}, "repeat_times_s": {"maxItems": 0}}},
+}
+
+DOCUMENT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "gdbench solver result",
+    "type": "object",
+    "required": ["schema_version", "framework", "device", "status", "problem", "provenance", "results"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "framework": {"type": "string"},
+        "device": {"type": "string"},
+        "status": {"enum": list(STATUSES)},
+        "error": _str,
+        "problem": {
+            "type": "object",
+            "required": ["n", "dims", "iters", "repeats", "dtype", "seed", "lr"],
+            "properties": {
+                "n": {"type": "integer"},
+                "dims": {"type": "array", "items": {"type": "integer"}},
+                "iters": {"type": "integer"},
+                "repeats": {"type": "integer"},
+                "dtype": {"type": "string"},
+                "seed": {"type": "integer"},
+                "lr": {"type": "number"},
+            },
+        },
+        "provenance": {
+            "type": "object",
+            "required": ["framework", "python", "platform", "threads", "timestamp_utc", "hostname"],
+            "properties": {
+                "framework": {
+                    "type": "object",
+                    "required": ["name", "version"],
+                    "properties": {"name": {"type": "string"}, "version": _str},
+                },
+                "python": {"type": "object"},
+                "platform": {"type": "object"},
+                "threads": {"type": "object"},
+                "blas": {"type": ["array", "null"]},
+                "gpu": _obj,
+                "image": _obj,
+                "timestamp_utc": {"type": "string"},
+                "hostname": {"type": "string"},
+            },
+        },
+        "results": {"type": "array", "items": RESULT},
+    },
+}
+
+
+class SchemaError(ValueError):
+    """A document that is not a valid gdbench result (wrong version, missing or mistyped fields)."""
+
+
+def validate(doc: Any) -> dict[str, Any]:
+    """Return ``doc`` if it is a valid result document, else raise ``SchemaError`` saying where it is wrong."""
+    import jsonschema
+
+    if not isinstance(doc, dict):
+        raise SchemaError(f"result document must be a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"unsupported schema_version {version!r}; this gdbench reads version {SCHEMA_VERSION}")
+    errors = sorted(jsonschema.Draft202012Validator(DOCUMENT).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.path) or "<root>"
+        raise SchemaError(f"invalid result document at {where}: {e.message}")
+    return doc
+
+
+def loads(text: str) -> dict[str, Any]:
+    """Parse and validate a document from text (the boundary check for anything a container printed)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    return validate(doc)
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Validate then serialise; nothing invalid is ever written."""
+    return json.dumps(validate(doc), indent=2, sort_keys=False, allow_nan=False)

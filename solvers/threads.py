@@ -1,0 +1,53 @@
+"""One way to fix the thread count for every framework, applied before any framework is imported.
+
+Three layers, because no single knob reaches every runtime: CPU affinity (the process may only run on
+``threads`` CPUs of its cpuset, which bounds XLA's and TensorFlow's Eigen pools too), the usual environment
+variables read at import by BLAS/OpenMP/Numba/TF/XLA, and each framework's own API afterwards
+(``Framework.configure_threads``). All three are recorded in the result.
+"""
+
+from __future__ import annotations
+
+import os
+
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+
+def apply(threads: int) -> dict[str, object]:
+    """Pin the process to ``threads`` CPUs of its cpuset and set the thread env vars; returns what was done."""
+    allowed = sorted(os.sched_getaffinity(0))
+    pinned = allowed[:threads] if threads <= len(allowed) else allowed
+    os.sched_setaffinity(0, pinned)
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    # XLA:CPU sizes its pool from the affinity mask; this keeps its intra-op pool to the same count.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} " \
+            f"intra_op_parallelism_threads={threads}".strip()
+    return {
+        "requested": threads,
+        "cpus_allowed": allowed,
+        "cpus_pinned": pinned,
+        "oversubscribed": threads > len(allowed),
+        "env": {var: os.environ[var] for var in (*THREAD_ENV_VARS, "TF_NUM_INTEROP_THREADS")},
+    }
+
+
+def limit_blas(threads: int) -> list[dict[str, object]]:
+    """Limit every BLAS/OpenMP pool threadpoolctl can see and return its view of them."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=threads)
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
