@@ -30,11 +30,9 @@ def apply(threads: int) -> dict[str, object]:
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    # XLA:CPU sizes its pool from the affinity mask; this keeps its intra-op pool to the same count.
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} " \
-            f"intra_op_parallelism_threads={threads}".strip()
+    # XLA:CPU sizes its Eigen pool from the affinity mask; one thread means no pool at all.
+    if threads == 1 and "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     return {
         "requested": threads,
         "cpus_allowed": allowed,
