@@ -1,0 +1,1 @@
+"""gdbench orchestrator: runs the solver images across the sweep, merges, reports and compares results."""
