@@ -1,0 +1,55 @@
+# gdbench — the front door. On a fresh Debian machine, as root:
+#   make bench-all   Python env, Docker engine if absent, images, full sweep on every device, report
+#   make test        Python env, Docker engine, CPU images, lint and the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(abspath $(VENV))/bin/python
+RESULTS ?= results
+RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
+RUN_DIR := $(RESULTS)/$(RUN_ID)
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps docker test lint bench bench-all report clean
+
+help:  ## list targets
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+venv: $(VENV)/.installed  ## the project's Python environment (orchestrator, tests, every framework's CPU build)
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install -y python3 python3-venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+system-deps:  ## Debian packages the images and the report tests need (debootstrap, chromium)
+	@missing=""; for p in debootstrap chromium; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+docker:  ## install (if absent) and start the Docker engine, and wait for it
+	bash scripts/ensure-docker.sh
+
+lint: venv  ## ruff over the whole tree
+	$(PY) -m ruff check .
+
+test: venv system-deps docker images lint  ## everything CI runs
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and the gemv floor
+	$(PY) -m solvers bench
+
+bench-all: venv system-deps docker images  ## the full default sweep on every device this host has, then the report
+	$(PY) -m orchestrator run --devices auto --out $(RUN_DIR)
+	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report
+	@echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html" >&2
+
+clean:  ## remove the Python environment and local caches (not results, not images)
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+
+-include images/images.mk
