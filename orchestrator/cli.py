@@ -1,0 +1,268 @@
+"""``gdbench``: run the solver images across frameworks and devices, merge, report and compare.
+
+The commands only parse options and call plain functions (``runner``, ``doctor``, ``images``, ``merge``).
+Data goes to stdout; progress, diagnostics and tables meant for people go to stderr. Every refusal is one
+line with its fix and a non-zero exit; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from solvers import registry
+from solvers.base import VARIANTS
+
+from .errors import EXIT_INVALID, EXIT_OK, GdbenchError
+from .spec import (
+    Backend,
+    DType,
+    Flavour,
+    SweepOptions,
+    parse_cpuset,
+    parse_devices,
+    parse_dims,
+    parse_frameworks,
+    parse_mem,
+    parse_variants,
+)
+
+app = typer.Typer(name="gdbench", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Gradient-descent benchmark across numerical frameworks in containers: run, merge, report.")
+
+ComposeOpt = Annotated[Path | None, typer.Option("--compose", help="compose file with the image services "
+                                                 "(default: ./compose.yaml, then the gdbench checkout's)")]
+DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_HOST",
+                                               help="Docker daemon URL (default: the environment's)")]
+
+
+def _out() -> Console:
+    """Tables that are the command's data go to stdout (wide when piped)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 160
+    return console
+
+
+def _err() -> Console:
+    from .progress import stderr_console
+
+    return stderr_console()
+
+
+@app.command("run")
+def run_command(
+    frameworks: Annotated[str, typer.Option(
+        "--frameworks", "-f", help=f"comma list of {', '.join(registry.FRAMEWORKS)}, or all")] = "all",
+    devices: Annotated[str, typer.Option(
+        "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
+        "else the CPU)")] = "auto",
+    variants: Annotated[str | None, typer.Option(
+        help=f"comma list of {', '.join(VARIANTS)}", show_default="all")] = None,
+    dims: Annotated[str | None, typer.Option(
+        help="comma list of dimensions d", show_default="2,5,10,20,50,100")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default="10000")] = None,
+    iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default="1000")] = None,
+    repeats: Annotated[int | None, typer.Option(help="timed runs per (dim, variant)", show_default="7")] = None,
+    dtype: Annotated[DType | None, typer.Option(show_default="float64")] = None,
+    seed: Annotated[int | None, typer.Option(show_default="0")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate", show_default="0.001")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="threads per framework (same for all)", show_default="min(2, cpuset size)")] = None,
+    cpuset: Annotated[str | None, typer.Option(
+        help="host CPUs for every container, e.g. 0-3", show_default="the first --threads CPUs")] = None,
+    flavour: Annotated[Flavour | None, typer.Option(
+        help="image flavour", show_default="cpu images for CPU runs, cuda images for GPU runs")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="run directory", show_default="results/<run id>")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds per container before it is killed", show_default="3600")] = None,
+    mem_limit: Annotated[str | None, typer.Option(help="memory per container, no swap", show_default="4g")] = None,
+    pids_limit: Annotated[int | None, typer.Option(
+        help="processes + threads per container", show_default="4096")] = None,
+    backend: Annotated[Backend, typer.Option(
+        help="docker: one hardened container per (framework, device); local: python -m solvers "
+        "subprocesses in this environment")] = Backend.docker,
+    resume: Annotated[Path | None, typer.Option(
+        help="continue the run in this directory: containers with a (not failed) document there are skipped")] = None,
+    no_sync_check: Annotated[bool, typer.Option(
+        "--no-sync-check", help="skip the solver's 2x-iterations sync check (quick runs on a busy host)")] = False,
+    compose: ComposeOpt = None,
+    docker_host: DockerOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
+) -> int:
+    """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    from .progress import SweepProgress
+    from .runner import resume_options, run_sweep
+
+    given: dict[str, Any] = {
+        "variants": parse_variants(variants) if variants is not None else None,
+        "dims": parse_dims(dims) if dims is not None else None,
+        "n": n, "iters": iters, "repeats": repeats, "dtype": dtype.value if dtype else None, "seed": seed,
+        "lr": lr, "threads": threads, "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
+        "flavour": flavour.value if flavour else None, "timeout_s": timeout,
+        "mem_limit": parse_mem(mem_limit) if mem_limit is not None else None, "pids_limit": pids_limit,
+        "sync_check": False if no_sync_check else None,
+    }
+    sweep_choice = {"frameworks": parse_frameworks(frameworks), "devices": parse_devices(devices),
+                    "backend": backend.value}
+    if resume is not None:
+        if out is not None and out != resume:
+            raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
+        opts, _ = resume_options(resume, {**given})
+        opts = SweepOptions.from_dict({**opts.to_dict(), **sweep_choice})
+        out = resume
+    else:
+        opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **sweep_choice,
+                                       **{k: v for k, v in given.items() if v is not None}})
+    code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
+                              progress=SweepProgress(verbose=verbose), docker_url=docker_host)
+    typer.echo(str(run_dir))
+    return code
+
+
+@app.command("merge")
+def merge_command(
+    runs: Annotated[list[Path], typer.Argument(help="run directories or merged .parquet/.csv files", exists=True)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for results.parquet and results.csv")],
+) -> int:
+    """Merge run directories into one table (parquet keeps per-repeat lists; CSV has them as JSON)."""
+    from .merge import load_runs, write_merged
+
+    df = load_runs(runs)
+    if df.empty:
+        raise GdbenchError(f"no valid result documents in {', '.join(map(str, runs))}")
+    parquet, csv = write_merged(df, out)
+    _err().print(f"merged {len(df)} rows from {len(runs)} source(s)")
+    typer.echo(f"{parquet}\n{csv}")
+    return EXIT_OK
+
+
+@app.command("doctor")
+def doctor_command(
+    compose: ComposeOpt = None,
+    docker_host: DockerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
+) -> int:
+    """Check Docker, the NVIDIA runtime, host GPUs and the images; each problem comes with its fix."""
+    from rich.table import Table
+
+    from .doctor import blockers, diagnose
+
+    checks = diagnose(str(compose) if compose else None, docker_host)
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        style = {"ok": "green", "warning": "yellow", "blocker": "bold red", "info": "cyan"}
+        table = Table(title="gdbench doctor", title_justify="left")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            table.add_row(c.name, f"[{style[c.level]}]{c.level}[/]", c.detail, c.fix or "")
+        _out().print(table)
+    bad = blockers(checks)
+    if bad:
+        _err().print(f"[bold red]{len(bad)} blocker(s)[/]: " + "; ".join(f"{c.name}: fix with {c.fix}" for c in bad))
+        return 1
+    return EXIT_OK
+
+
+@app.command("images")
+def images_command(
+    build: Annotated[bool, typer.Option("--build", help="build the named images (default: every CPU image) "
+                                                        "from compose's build sections")] = False,
+    names: Annotated[list[str] | None, typer.Argument(help="frameworks or compose services, e.g. numpy jax-gpu",
+                                                      show_default=False)] = None,
+    flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
+    compose: ComposeOpt = None,
+    docker_host: DockerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
+) -> int:
+    """List the compose images (built?, size, pinned versions), or build them with --build."""
+    from .compose import load_compose
+    from .dockerhost import DockerHost
+    from .images import build as build_images
+    from .images import image_rows, select_services
+
+    cf = load_compose(str(compose) if compose else None)
+    selected = select_services(cf, list(names or []), flavour.value if flavour else None) if (build or names) else None
+    host = DockerHost.connect(docker_host)
+    if build:
+        err = _err()
+        build_images(cf, host, selected or [], lambda line: err.print(line, markup=False))
+    rows = image_rows(cf, host)
+    if selected is not None:
+        rows = [r for r in rows if r["service"] in {s.name for s in selected}]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"gdbench images ({cf.path})", title_justify="left")
+    for col in ("service", "tag", "built", "size", "framework", "cuda", "id"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["service"], r["tag"], "[green]yes[/]" if r["built"] else "[red]no[/]",
+                      f"{r['size_bytes'] / 1e9:.2f} GB" if r["size_bytes"] else "-", r["framework_version"] or "-",
+                      r["cuda_version"] or "-", (r["id"] or "-").removeprefix("sha256:")[:12])
+    _out().print(table)
+    return EXIT_OK
+
+
+@app.command("clean")
+def clean_command(docker_host: DockerOpt = None) -> int:
+    """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
+    from .dockerhost import DockerHost
+
+    removed = DockerHost.connect(docker_host).remove_containers()
+    _err().print(f"removed {removed} container(s)")
+    return EXIT_OK
+
+
+_LAZY = ("report", "compare")
+
+
+def _register_report_commands(argv: list[str]) -> None:
+    """Add ``report``/``compare`` (heavy imports: matplotlib, scipy) only when they may be needed."""
+    wanted = not argv or argv[0] in _LAZY or argv[0].startswith("-")
+    if not wanted or any(c.name in _LAZY for c in app.registered_commands):
+        return
+    try:
+        from .cli_report import compare_command, report_command
+    except ImportError as exc:
+        if argv and argv[0] in _LAZY:
+            raise GdbenchError(f"gdbench {argv[0]} is unavailable: {exc}",
+                               fix="pip install -e '.[orchestrator]'") from exc
+        return
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+
+
+def _error_line(err: Console, message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one line (with the fix) for every refusal, no traceback."""
+    from typer._click.exceptions import ClickException
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    err = _err()
+    try:
+        _register_report_commands(args)
+        rv = typer.main.get_command(app).main(args=args, prog_name="gdbench", standalone_mode=False)
+    except GdbenchError as exc:
+        _error_line(err, exc.message + (f" — fix: {exc.fix}" if exc.fix else ""))
+        return exc.exit_code
+    except ClickException as exc:
+        _error_line(err, f"{exc.format_message()} (see: gdbench {args[0] if args else ''} --help)")
+        return exc.exit_code if exc.exit_code else EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    return rv if isinstance(rv, int) else EXIT_OK

@@ -1,0 +1,376 @@
+"""The only module that talks to Docker (docker SDK for Python); everything else sees typed results.
+
+Every container gets the same hardening: a non-root user, read-only root filesystem with a tmpfs /tmp,
+all capabilities dropped, no-new-privileges, no network, memory/pids limits, no host mounts, and labels so
+``gdbench`` can find and remove what it started. Docker errors are translated into ``GdbenchError``
+subclasses that say what to do.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from .compose import Service
+from .errors import DockerUnavailable, GdbenchError, ImageMissing
+from .outcome import STDERR_KEEP_LINES, ContainerResult
+from .spec import RunSpec, format_cpuset
+
+LABEL_MANAGED = "io.gdbench.managed"
+LABEL_RUN = "io.gdbench.run"
+LABEL_KEY = "io.gdbench.container"
+IMAGE_LABELS = ("io.gdbench.framework", "io.gdbench.framework.version", "io.gdbench.flavour", "io.gdbench.cuda.version")
+NOBODY = "65534:65534"
+TMPFS = {"/tmp": "rw,nosuid,nodev,size=512m"}
+
+
+class GpuUnavailable(GdbenchError):
+    """The daemon refused a GPU request (no NVIDIA runtime/hook/CDI): the container cannot run on a GPU here."""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the Docker daemon says about itself; recorded in every manifest and document."""
+
+    docker_version: str | None = None
+    api_version: str | None = None
+    storage_driver: str | None = None
+    cgroup_version: str | None = None
+    cgroup_driver: str | None = None
+    runtimes: list[str] = field(default_factory=list)
+    default_runtime: str | None = None
+    cdi_spec_dirs: list[str] = field(default_factory=list)
+    ncpu: int | None = None
+    mem_total_bytes: int | None = None
+    operating_system: str | None = None
+    kernel_version: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def nvidia_runtime(self) -> bool:
+        """GPU containers can be requested: an ``nvidia`` runtime is registered or CDI specs are configured."""
+        return any("nvidia" in r for r in self.runtimes) or bool(self.cdi_spec_dirs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nvidia_runtime": self.nvidia_runtime}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    id: str
+    digest: str | None  # registry digest; locally built images have none, so ``id`` identifies them
+    labels: dict[str, str]
+    size_bytes: int
+    created: str | None
+    user: str | None
+
+    def provenance(self) -> dict[str, Any]:
+        return {"tag": self.tag, "id": self.id, "digest": self.digest, "labels": dict(self.labels)}
+
+    @property
+    def framework_version(self) -> str | None:
+        return self.labels.get("io.gdbench.framework.version")
+
+    @property
+    def cuda_version(self) -> str | None:
+        return self.labels.get("io.gdbench.cuda.version") or None
+
+
+def _parse_ts(text: str | None) -> dt.datetime | None:
+    """Docker's RFC 3339 nanosecond timestamps → aware datetime (microseconds kept)."""
+    if not text or text.startswith("0001-"):
+        return None
+    base, _, frac = text.rstrip("Z").partition(".")
+    frac = (frac.split("+")[0].split("-")[0] + "000000")[:6]
+    try:
+        return dt.datetime.fromisoformat(f"{base}.{frac}").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _connection_fix(exc: BaseException) -> tuple[str, str]:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return ("permission denied on the Docker socket",
+                "add your user to the docker group (sudo usermod -aG docker $USER, then log in again)")
+    if "No such file" in text or "FileNotFoundError" in text:
+        return ("the Docker socket does not exist (daemon not running?)",
+                "start the daemon: sudo systemctl start docker (or: dockerd &), or set DOCKER_HOST")
+    if "Connection refused" in text:
+        return ("the Docker daemon refused the connection", "start the daemon or check DOCKER_HOST")
+    return (text.splitlines()[0][:300], "check that the Docker daemon is running and DOCKER_HOST is right")
+
+
+class DockerHost:
+    """A connected Docker daemon."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self._facts: HostFacts | None = None
+
+    @classmethod
+    def connect(cls, base_url: str | None = None, timeout: int = 120) -> DockerHost:
+        """Connect and ping; an unreachable daemon becomes one ``DockerUnavailable`` line with the fix."""
+        try:
+            client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else \
+                docker.from_env(timeout=timeout)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            what, fix = _connection_fix(exc)
+            raise DockerUnavailable(f"cannot reach the Docker daemon: {what}", fix=fix) from exc
+        return cls(client)
+
+    # ------------------------------------------------------------------ facts
+    def facts(self) -> HostFacts:
+        if self._facts is None:
+            info = self.client.info()
+            version = self.client.version()
+            self._facts = HostFacts(
+                docker_version=version.get("Version") or info.get("ServerVersion"),
+                api_version=version.get("ApiVersion"),
+                storage_driver=info.get("Driver"),
+                cgroup_version=str(info["CgroupVersion"]) if info.get("CgroupVersion") else None,
+                cgroup_driver=info.get("CgroupDriver"),
+                runtimes=sorted((info.get("Runtimes") or {}).keys()),
+                default_runtime=info.get("DefaultRuntime"),
+                cdi_spec_dirs=list(info.get("CDISpecDirs") or []),
+                ncpu=info.get("NCPU"),
+                mem_total_bytes=info.get("MemTotal"),
+                operating_system=info.get("OperatingSystem"),
+                kernel_version=info.get("KernelVersion"),
+                warnings=list(info.get("Warnings") or []),
+            )
+        return self._facts
+
+    def cpus(self) -> list[int]:
+        """CPU numbers a cpuset may name on the daemon's machine."""
+        return list(range(self.facts().ncpu or 1))
+
+    # ----------------------------------------------------------------- images
+    def image(self, tag: str) -> ImageInfo | None:
+        try:
+            img = self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return None
+        attrs = img.attrs
+        cfg = attrs.get("Config") or {}
+        digests = attrs.get("RepoDigests") or []
+        return ImageInfo(tag=tag, id=img.id, digest=digests[0] if digests else None, labels=dict(img.labels or {}),
+                         size_bytes=int(attrs.get("Size") or 0), created=attrs.get("Created"),
+                         user=cfg.get("User") or None)
+
+    def require_image(self, service: Service) -> ImageInfo:
+        info = self.image(service.image)
+        if info is None:
+            raise ImageMissing(f"image {service.image} (compose service {service.name}) is not built",
+                               fix=f"make images, or: gdbench images --build {service.name}")
+        return info
+
+    def build(self, service: Service, on_line: Callable[[str], None]) -> ImageInfo:
+        """Build a compose service's image with the classic builder (no compose plugin or BuildKit needed)."""
+        if service.build is None:
+            raise ImageMissing(f"compose service {service.name} has no build section", fix="add build: to it")
+        b = service.build
+        if not (b.context / b.dockerfile).is_file():
+            raise ImageMissing(f"{b.context / b.dockerfile} does not exist (compose service {service.name})",
+                               fix="check build.context and build.dockerfile in compose.yaml")
+        try:
+            for chunk in self.client.api.build(path=str(b.context), dockerfile=b.dockerfile, buildargs=b.args,
+                                               tag=service.image, target=b.target, rm=True, forcerm=True,
+                                               decode=True):
+                if "error" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                    raise GdbenchError(f"building {service.image} failed: {detail.strip()}",
+                                       fix=f"see the build log above; then: gdbench images --build {service.name}")
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if line.strip():
+                        on_line(line.rstrip())
+        except docker.errors.APIError as exc:
+            raise GdbenchError(f"building {service.image} failed: {exc.explanation or exc}") from exc
+        info = self.image(service.image)
+        if info is None:
+            raise GdbenchError(f"build of {service.image} finished but the tag is missing")
+        return info
+
+    # ------------------------------------------------------------- containers
+    def container_config(self, spec: RunSpec, image: ImageInfo, *, gpu: bool) -> dict[str, Any]:
+        """Keyword arguments for ``containers.create``: the hardening lives here, in one place."""
+        image_user = (image.user or "").strip()
+        user = NOBODY if image_user in ("", "root", "0", "0:0", "root:root") else image_user
+        env = {
+            "GDBENCH_IMAGE_TAG": image.tag,
+            "GDBENCH_IMAGE_DIGEST": image.digest or image.id,
+            "GDBENCH_IMAGE_REVISION": image.labels.get("org.opencontainers.image.revision", ""),
+            "GDBENCH_RUN_ID": spec.run_id,
+            # Read-only rootfs: every cache a framework may want goes to the tmpfs.
+            "HOME": "/tmp",
+            "XDG_CACHE_HOME": "/tmp/.cache",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        config: dict[str, Any] = {
+            "image": image.id,
+            "command": spec.solver_args(),
+            "name": container_name(spec),
+            "labels": {LABEL_MANAGED: "1", LABEL_RUN: spec.run_id, LABEL_KEY: spec.key},
+            "environment": env,
+            "user": user,
+            "read_only": True,
+            "tmpfs": dict(TMPFS),
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "network_mode": "none",
+            "mem_limit": spec.mem_limit,
+            "memswap_limit": spec.mem_limit,  # no swap: an over-limit run is OOM-killed, not silently slowed
+            "pids_limit": spec.pids_limit,
+            "cpuset_cpus": format_cpuset(spec.cpuset),
+            "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "64m"}),
+            "detach": True,
+        }
+        if gpu:
+            config["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+        return config
+
+    def create(self, spec: RunSpec, image: ImageInfo, *, gpu: bool) -> Any:
+        config = self.container_config(spec, image, gpu=gpu)
+        try:
+            return self.client.containers.create(**config)
+        except docker.errors.APIError as exc:
+            raise _gpu_or_generic(exc, spec) from exc
+
+    def run(self, spec: RunSpec, image: ImageInfo, *, gpu: bool, on_line: Callable[[str], None]) -> ContainerResult:
+        """Create, start, stream stderr lines to ``on_line``, enforce the timeout, collect, remove.
+
+        Interrupts (KeyboardInterrupt, ``Interrupted``) propagate after the container is killed and removed.
+        """
+        result = ContainerResult(name=container_name(spec))
+        t0 = time.perf_counter()
+        container = self.create(spec, image, gpu=gpu)
+        result.container_id = container.id
+        result.create_s = time.perf_counter() - t0
+        stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_KEEP_LINES)
+        watchdog: threading.Timer | None = None
+        try:
+            t1 = time.perf_counter()
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise _gpu_or_generic(exc, spec) from exc
+            result.start_s = time.perf_counter() - t1
+            result.user = self.client.api.inspect_container(container.id)["Config"].get("User")
+
+            def on_timeout() -> None:
+                result.timed_out = True
+                self._kill_quietly(container)
+
+            watchdog = threading.Timer(spec.timeout_s, on_timeout)
+            watchdog.daemon = True
+            watchdog.start()
+            first_ts: dt.datetime | None = None
+            for ts, line in _lines(container.logs(stream=True, follow=True, stdout=False, stderr=True,
+                                                  timestamps=True)):
+                first_ts = first_ts or ts
+                stderr_lines.append(line)
+                on_line(line)
+            status = container.wait()
+            watchdog.cancel()
+            state = self.client.api.inspect_container(container.id)["State"]
+            result.exit_code = int(status.get("StatusCode", state.get("ExitCode", -1)))
+            result.oom_killed = bool(state.get("OOMKilled"))
+            started, finished = _parse_ts(state.get("StartedAt")), _parse_ts(state.get("FinishedAt"))
+            if started and finished:
+                result.process_s = (finished - started).total_seconds()
+            if started and first_ts:
+                result.first_line_s = (first_ts - started).total_seconds()
+            result.stdout = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+            result.stderr = "\n".join(stderr_lines)
+            result.wall_s = time.perf_counter() - t0
+            return result
+        except GdbenchError:
+            self._kill_quietly(container)
+            raise
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            self._kill_quietly(container)
+            raise GdbenchError(f"Docker error while running {spec.key}: {exc}") from exc
+        except BaseException:  # KeyboardInterrupt, Interrupted: the container must not outlive us
+            self._kill_quietly(container)
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            t2 = time.perf_counter()
+            self._remove_quietly(container)
+            result.remove_s = time.perf_counter() - t2
+
+    def _kill_quietly(self, container: Any) -> None:
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+            container.kill()  # fails harmlessly when it already exited
+
+    def _remove_quietly(self, container: Any) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            pass  # removal in progress; the label lets `gdbench doctor` find leftovers
+
+    def managed_containers(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Containers gdbench labelled (optionally of one run), as {id, name, status, labels}."""
+        labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])
+        out = []
+        for c in self.client.containers.list(all=True, filters={"label": labels}):
+            out.append({"id": c.id, "name": c.name, "status": c.status, "labels": dict(c.labels)})
+        return out
+
+    def remove_containers(self, run_id: str | None = None) -> int:
+        n = 0
+        for c in self.managed_containers(run_id):
+            try:
+                self.client.containers.get(c["id"]).remove(force=True)
+                n += 1
+            except docker.errors.APIError:
+                pass
+        return n
+
+
+def container_name(spec: RunSpec) -> str:
+    return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-")[:120]
+
+
+def _gpu_or_generic(exc: docker.errors.APIError, spec: RunSpec) -> GdbenchError:
+    text = str(exc.explanation or exc)
+    if "device driver" in text or "nvidia" in text.lower() or "capabilities" in text:
+        return GpuUnavailable(f"GPU requested but this Docker host has no NVIDIA runtime: {text}",
+                              fix="install the NVIDIA Container Toolkit and restart dockerd, or run --devices cpu")
+    return GdbenchError(f"Docker refused container {spec.key}: {text}")
+
+
+def _lines(stream: Iterator[bytes]) -> Iterator[tuple[dt.datetime | None, str]]:
+    """Split a timestamped log stream into (daemon timestamp, text) lines; partial lines are joined."""
+    buf = b""
+    for chunk in stream:
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        for raw in complete:
+            yield _split_ts(raw.decode("utf-8", errors="replace"))
+    if buf:
+        yield _split_ts(buf.decode("utf-8", errors="replace"))
+
+
+def _split_ts(line: str) -> tuple[dt.datetime | None, str]:
+    stamp, sep, text = line.partition(" ")
+    ts = _parse_ts(stamp) if sep else None
+    return (ts, text) if ts else (None, line)

@@ -1,0 +1,110 @@
+"""``gdbench doctor``: is this host ready to run the benchmark, and if not, which command fixes it.
+
+Each check is ok, a warning (the sweep can run, with less: e.g. no GPU), or a blocker (``gdbench run`` would
+refuse). Only blockers make the exit code non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import gpuhost
+from .errors import GdbenchError
+
+OK, WARN, BLOCKER, INFO = "ok", "warning", "blocker", "info"
+
+
+@dataclass
+class Check:
+    name: str
+    level: str
+    detail: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt_size(n: int | None) -> str:
+    return "-" if not n else f"{n / 1e9:.2f} GB"
+
+
+def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> list[Check]:
+    """Every check, in the order a user would fix them."""
+    checks: list[Check] = []
+    gpus = gpuhost.probe()
+    if gpus.gpus:
+        checks.append(Check("host GPUs", OK, f"{len(gpus.gpus)} x {gpus.gpu_name}; driver {gpus.driver_version}, "
+                                             f"supports CUDA up to {gpus.cuda_driver_version}"))
+    else:
+        checks.append(Check("host GPUs", INFO, f"none usable ({gpus.error or 'NVML lists no GPU'}); GPU runs will be "
+                                               "recorded as unavailable"))
+    compose = None
+    try:
+        from .compose import load_compose
+
+        compose = load_compose(compose_path)
+        checks.append(Check("compose file", OK, f"{compose.path}: services {', '.join(compose.services)}"))
+    except GdbenchError as exc:
+        checks.append(Check("compose file", BLOCKER, exc.message, exc.fix))
+
+    try:
+        from .dockerhost import DockerHost
+
+        host = DockerHost.connect(docker_url)
+    except GdbenchError as exc:
+        checks.append(Check("docker daemon", BLOCKER, exc.message, exc.fix))
+        return checks
+    f = host.facts()
+    checks.append(Check("docker daemon", OK, f"server {f.docker_version} (API {f.api_version}), {f.operating_system}, "
+                                              f"kernel {f.kernel_version}, {f.ncpu} CPUs"))
+    checks.append(Check("storage driver", OK if f.storage_driver == "overlay2" else WARN, f.storage_driver or "?",
+                        None if f.storage_driver == "overlay2" else "overlay2 is the tested driver"))
+    checks.append(Check("cgroup", OK, f"v{f.cgroup_version or '?'} ({f.cgroup_driver}); cpuset and memory limits "
+                                      "are applied per container"))
+    for w in f.warnings:
+        checks.append(Check("daemon warning", WARN, w))
+    if f.nvidia_runtime:
+        checks.append(Check("NVIDIA runtime", OK, f"runtimes: {', '.join(f.runtimes)}"
+                            + (f"; CDI: {', '.join(f.cdi_spec_dirs)}" if f.cdi_spec_dirs else "")))
+    else:
+        level = WARN if gpus.gpus else INFO
+        checks.append(Check("NVIDIA runtime", level, f"absent (runtimes: {', '.join(f.runtimes) or 'none'}, no CDI); "
+                                                     "GPU containers cannot start",
+                            "install the NVIDIA Container Toolkit, then: sudo nvidia-ctk runtime configure "
+                            "--runtime=docker && sudo systemctl restart docker"))
+    if compose is not None:
+        from .images import image_rows
+
+        for row in image_rows(compose, host):
+            name = f"image {row['tag']}"
+            if row["built"]:
+                labels = row["labels"]
+                detail = (f"built ({_fmt_size(row['size_bytes'])}); {labels.get('io.gdbench.framework', '?')} "
+                          f"{row['framework_version'] or '?'}, flavour {labels.get('io.gdbench.flavour', '?')}"
+                          + (f", CUDA {row['cuda_version']}" if row["cuda_version"] else ""))
+                level, fix = OK, None
+                if row["flavour"] == "cuda" and f.nvidia_runtime:
+                    why = gpuhost.cuda_incompatibility(row["tag"], row["cuda_version"], gpus)
+                    if why:
+                        level, detail, fix = WARN, why, "upgrade the NVIDIA driver"
+                if not labels:
+                    level, fix = WARN, "rebuild it (make images): it carries no io.gdbench.* labels"
+                checks.append(Check(name, level, detail, fix))
+            elif row["flavour"] == "cpu":
+                checks.append(Check(name, BLOCKER, "not built", f"make images (or: gdbench images --build "
+                                                                 f"{row['service']})"))
+            else:
+                checks.append(Check(name, WARN if f.nvidia_runtime else INFO, "not built (only needed for GPU runs)",
+                                    f"make images-gpu (or: gdbench images --build {row['service']})"))
+    leftovers = host.managed_containers()
+    if leftovers:
+        checks.append(Check("leftover containers", WARN, f"{len(leftovers)} gdbench container(s) still exist: "
+                                                         + ", ".join(c["name"] for c in leftovers[:5]),
+                            "gdbench clean"))
+    return checks
+
+
+def blockers(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.level == BLOCKER]

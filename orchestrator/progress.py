@@ -1,0 +1,107 @@
+"""Progress and summary on stderr (rich): stdout stays for data.
+
+Progress is driven by the solver's own stderr lines (``fw/device/variant d=N …`` when a measurement starts,
+``  ok: …``/``  failed: …`` when it ends), read live from the container's log stream.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+_START = re.compile(r"^(?P<fw>[\w.-]+)/(?P<device>\w+)/(?P<variant>\w+) d=(?P<dim>\d+)")
+_END = re.compile(r"^\s+(?P<status>ok|failed|unavailable|invalid):")
+
+STATUS_STYLE = {"ok": "green", "failed": "red", "unavailable": "yellow", "invalid": "red", "skipped": "cyan",
+                "interrupted": "magenta"}
+
+
+def stderr_console() -> Console:
+    """Rich console on stderr; wide when not a terminal so logs and CI output keep whole table rows."""
+    console = Console(stderr=True, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 160
+    return console
+
+
+def parse_line(line: str) -> tuple[str, dict[str, str]] | None:
+    """("start", {fw, device, variant, dim}) or ("end", {status}) for a solver progress line, else None."""
+    if m := _START.match(line):
+        return "start", m.groupdict()
+    if m := _END.match(line):
+        return "end", m.groupdict()
+    return None
+
+
+class SweepProgress:
+    """One bar per container, advanced once per finished (dim, variant)."""
+
+    def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
+        self.console = console or stderr_console()
+        self.verbose = verbose
+        self.progress = Progress(TextColumn("{task.fields[key]:<18}"), TextColumn("{task.description:<16}"),
+                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                                 transient=False)
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def note(self, message: str, style: str = "yellow") -> None:
+        self.console.print(message, style=style, highlight=False, soft_wrap=True)
+
+    def start(self, key: str, total: int, what: str = "starting") -> None:
+        self._task = self.progress.add_task(what, total=total, key=key)
+
+    def line(self, line: str) -> None:
+        """Feed one stderr line of the running container."""
+        if self.verbose:
+            self.progress.console.print(f"  [dim]{line}[/dim]", highlight=False, soft_wrap=True)
+        parsed = parse_line(line)
+        if parsed is None or self._task is None:
+            return
+        kind, fields = parsed
+        if kind == "start":
+            self.progress.update(self._task, description=f"{fields['variant']} d={fields['dim']}")
+        else:
+            self.progress.advance(self._task)
+
+    def finish(self, status: str, detail: str = "") -> None:
+        if self._task is None:
+            return
+        task = self.progress.tasks[[t.id for t in self.progress.tasks].index(self._task)]
+        style = STATUS_STYLE.get(status, "white")
+        self.progress.update(self._task, description=f"[{style}]{status}[/{style}]", completed=task.total)
+        if detail:
+            self.note(f"  {task.fields['key']}: {detail}", style=style)
+        self._task = None
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def summary_table(records: list[dict[str, Any]]) -> Table:
+    """Per container: status, rows ok, fastest ms/iter at the largest dim, wall time and container overhead."""
+    table = Table(title="gdbench run", title_justify="left")
+    for col, justify in (("container", "left"), ("image", "left"), ("status", "left"), ("rows ok", "right"),
+                         ("best ms/iter @ max d", "right"), ("wall s", "right"), ("overhead s", "right"),
+                         ("to 1st line s", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in records:
+        t = r.get("timings") or {}
+        style = STATUS_STYLE.get(r["status"], "white")
+        best = r.get("best_time_per_iter_s")
+        table.add_row(r["key"], (r.get("image") or {}).get("tag") or "-", f"[{style}]{r['status']}[/{style}]",
+                      f"{r.get('rows_ok', 0)}/{r.get('rows', 0)}",
+                      "-" if best is None else f"{best * 1e3:.4f} (d={r.get('best_dim')})",
+                      _fmt(t.get("wall_s")), _fmt(t.get("overhead_s")), _fmt(t.get("first_line_s")))
+    return table

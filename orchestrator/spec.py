@@ -1,0 +1,249 @@
+"""What a sweep is, as plain typed data, validated before anything touches Docker.
+
+The choices come from ``solvers`` itself (registry, devices, variants, dtypes) so the orchestrator can never
+offer a framework the solver does not know. ``SweepOptions`` is what the user asked for; ``RunSpec`` is one
+container of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+from solvers import registry
+from solvers.base import DEVICES, VARIANTS
+from solvers.problem import DTYPES
+
+from .errors import InvalidOptions
+
+FrameworkName = StrEnum("FrameworkName", {name: name for name in registry.FRAMEWORKS})
+Device = StrEnum("Device", {name: name for name in DEVICES})
+Variant = StrEnum("Variant", {name: name for name in VARIANTS})
+DType = StrEnum("DType", {name: name for name in DTYPES})
+
+
+class Flavour(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Backend(StrEnum):
+    docker = "docker"
+    local = "local"
+
+
+DEVICE_CHOICES = (*DEVICES, "auto")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_frameworks(text: str | None) -> list[str]:
+    """Comma list of framework names; empty or ``all`` means every registered framework."""
+    if text is None or text.strip() in ("", "all"):
+        return list(registry.FRAMEWORKS)
+    names = _split(text)
+    unknown = [n for n in names if n not in registry.REGISTRY]
+    if unknown:
+        raise InvalidOptions(f"unknown framework(s) {', '.join(unknown)}; choose from {', '.join(registry.FRAMEWORKS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_devices(text: str) -> list[str]:
+    names = _split(text)
+    unknown = [n for n in names if n not in DEVICE_CHOICES]
+    if not names or unknown:
+        raise InvalidOptions(f"unknown device(s) {', '.join(unknown) or repr(text)}; "
+                             f"choose from {', '.join(DEVICE_CHOICES)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_variants(text: str) -> list[str]:
+    names = _split(text)
+    unknown = [n for n in names if n not in VARIANTS]
+    if not names or unknown:
+        raise InvalidOptions(f"unknown variant(s) {', '.join(unknown) or repr(text)}; "
+                             f"choose from {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_dims(text: str) -> list[int]:
+    try:
+        dims = [int(part) for part in _split(text)]
+    except ValueError:
+        raise InvalidOptions(f"--dims must be a comma list of positive integers, got {text!r}") from None
+    if not dims:
+        raise InvalidOptions("--dims is empty; give e.g. --dims 2,10,100")
+    bad = [d for d in dims if d <= 0]
+    if bad:
+        raise InvalidOptions(f"--dims must be positive, got {', '.join(map(str, bad))}")
+    return list(dict.fromkeys(dims))
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """Docker's ``--cpuset-cpus`` syntax (``0-3,6``) → sorted CPU numbers."""
+    cpus: set[int] = set()
+    for part in _split(text):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m[2] is not None and int(m[2]) < int(m[1])):
+            raise InvalidOptions(f"--cpuset must look like 0-3,6, got {text!r}")
+        cpus.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+    if not cpus:
+        raise InvalidOptions("--cpuset is empty")
+    return sorted(cpus)
+
+
+def format_cpuset(cpus: list[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+_SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
+
+
+def parse_mem(text: str) -> str:
+    if not _SIZE.fullmatch(text.strip()):
+        raise InvalidOptions(f"--mem-limit must look like 4g or 512m, got {text!r}")
+    return text.strip().lower()
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Everything ``gdbench run`` was asked for, already parsed and checked."""
+
+    frameworks: list[str] = field(default_factory=lambda: list(registry.FRAMEWORKS))
+    devices: list[str] = field(default_factory=lambda: ["auto"])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    dims: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50, 100])
+    n: int = 10_000
+    iters: int = 1_000
+    repeats: int = 7
+    dtype: str = "float64"
+    seed: int = 0
+    lr: float = 1e-3
+    threads: int | None = None
+    cpuset: list[int] | None = None
+    flavour: str | None = None
+    timeout_s: float = 3600.0
+    mem_limit: str = "4g"
+    pids_limit: int = 4096
+    backend: str = "docker"
+    sync_check: bool = True
+
+    #: The fields that define the numbers; a resumed run must keep them.
+    PROBLEM_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
+                      "sync_check")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepOptions:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def with_cpus(self, available: list[int]) -> SweepOptions:
+        """Fill in threads/cpuset from the CPUs the Docker host (or this process) offers, and check them.
+
+        Default: ``threads`` = min(2, CPUs) and the cpuset is the first ``threads`` CPUs; a given cpuset
+        without ``--threads`` uses all its CPUs. Every framework gets the same pair.
+        """
+        cpus = self.cpuset
+        threads = self.threads
+        if cpus is not None:
+            missing = [c for c in cpus if c not in available]
+            if missing:
+                raise InvalidOptions(f"--cpuset names CPU(s) {format_cpuset(missing)} that the host lacks "
+                                     f"(host CPUs: {format_cpuset(available)})")
+            threads = threads or len(cpus)
+        else:
+            threads = threads or min(2, len(available))
+            if threads > len(available):
+                raise InvalidOptions(f"--threads {threads} exceeds the host's {len(available)} CPUs")
+            cpus = available[:threads]
+        if threads > len(cpus):
+            raise InvalidOptions(f"--threads {threads} exceeds the {len(cpus)} CPU(s) of --cpuset "
+                                 f"{format_cpuset(cpus)}")
+        return replace(self, threads=threads, cpuset=cpus)
+
+    def check(self) -> SweepOptions:
+        """Reject values no container could run with; returns self for chaining."""
+        for name, low in (("n", 2), ("iters", 1), ("repeats", 1)):
+            if getattr(self, name) < low:
+                raise InvalidOptions(f"--{name} must be >= {low}, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidOptions(f"--threads must be >= 1, got {self.threads}")
+        if not 0 < self.lr < 1:
+            raise InvalidOptions(f"--lr must be in (0, 1), got {self.lr}")
+        if self.timeout_s <= 0:
+            raise InvalidOptions(f"--timeout must be positive, got {self.timeout_s}")
+        if self.pids_limit < 64:
+            raise InvalidOptions(f"--pids-limit must be >= 64 (framework thread pools count), got {self.pids_limit}")
+        if self.dtype not in DTYPES:
+            raise InvalidOptions(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.flavour not in (None, *Flavour):
+            raise InvalidOptions(f"unknown flavour {self.flavour!r}; choose from cpu, cuda")
+        if self.backend not in tuple(Backend):
+            raise InvalidOptions(f"unknown backend {self.backend!r}; choose from docker, local")
+        parse_mem(self.mem_limit)
+        return self
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One container: one framework on one device over all dims of the sweep."""
+
+    framework: str
+    device: str
+    image: str | None  # compose tag; None for the local backend
+    flavour: str
+    dims: list[int]
+    variants: list[str]
+    n: int
+    iters: int
+    repeats: int
+    dtype: str
+    seed: int
+    lr: float
+    threads: int
+    cpuset: list[int]
+    timeout_s: float
+    mem_limit: str = "4g"
+    pids_limit: int = 4096
+    run_id: str = ""
+    sync_check: bool = True
+
+    @property
+    def key(self) -> str:
+        """File stem of this container's document in the run directory."""
+        return f"{self.framework}-{self.device}"
+
+    def solver_args(self) -> list[str]:
+        """Arguments after ``python -m solvers``: the same for a container and a local process."""
+        return ["run", "--framework", self.framework, "--device", self.device,
+                "--variant", ",".join(self.variants), "--dims", ",".join(map(str, self.dims)),
+                "--n", str(self.n), "--iters", str(self.iters), "--repeats", str(self.repeats),
+                "--dtype", self.dtype, "--seed", str(self.seed), "--lr", repr(self.lr),
+                "--threads", str(self.threads), *([] if self.sync_check else ["--no-sync-check"])]
+
+    @classmethod
+    def from_sweep(cls, opts: SweepOptions, framework: str, device: str, image: str | None, flavour: str,
+                   run_id: str) -> RunSpec:
+        assert opts.threads is not None and opts.cpuset is not None, "call SweepOptions.with_cpus first"
+        return cls(framework=framework, device=device, image=image, flavour=flavour, dims=list(opts.dims),
+                   variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
+                   dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
+                   timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
+                   sync_check=opts.sync_check)
+
+
+def framework_devices(framework: str) -> tuple[str, ...]:
+    """Devices the solver registry says a framework has a backend for."""
+    return registry.REGISTRY[framework].devices
+
+
+def host_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
