@@ -191,7 +191,9 @@ def images_command(
     from .images import image_rows, select_services
 
     cf = load_compose(str(compose) if compose else None)
-    selected = select_services(cf, list(names or []), flavour.value if flavour else None) if (build or names) else None
+    selected = None
+    if build or names:
+        selected = select_services(cf, list(names or []), flavour.value if flavour else None)
     host = DockerHost.connect(docker_host)
     if build:
         err = _err()

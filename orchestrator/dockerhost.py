@@ -175,7 +175,8 @@ class DockerHost:
         info = self.image(service.image)
         if info is None:
             raise ImageMissing(f"image {service.image} (compose service {service.name}) is not built",
-                               fix=f"make images, or: gdbench images --build {service.name}")
+                               fix=f"make images{' FLAVOUR=cuda' if service.flavour == 'cuda' else ''} (or: gdbench "
+                                   f"images --build {service.name})")
         return info
 
     def build(self, service: Service, on_line: Callable[[str], None]) -> ImageInfo:

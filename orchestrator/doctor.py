@@ -93,11 +93,11 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
                     level, fix = WARN, "rebuild it (make images): it carries no io.gdbench.* labels"
                 checks.append(Check(name, level, detail, fix))
             elif row["flavour"] == "cpu":
-                checks.append(Check(name, BLOCKER, "not built", f"make images (or: gdbench images --build "
-                                                                 f"{row['service']})"))
+                checks.append(Check(name, BLOCKER, "not built", f"make images (or: make image-{row['service']})"))
             else:
                 checks.append(Check(name, WARN if f.nvidia_runtime else INFO, "not built (only needed for GPU runs)",
-                                    f"make images-gpu (or: gdbench images --build {row['service']})"))
+                                    f"make images FLAVOUR=cuda (or: make image-{row['service'].removesuffix('-gpu')} "
+                                    "FLAVOUR=cuda)"))
     leftovers = host.managed_containers()
     if leftovers:
         checks.append(Check("leftover containers", WARN, f"{len(leftovers)} gdbench container(s) still exist: "

@@ -46,7 +46,7 @@ def select_services(compose: ComposeFile, names: list[str], flavour: str | None)
         else:
             raise InvalidOptions(f"unknown image {name!r}; give a framework ({', '.join(registry.FRAMEWORKS)}) "
                                  f"or a compose service ({', '.join(compose.services)})")
-    return list(dict.fromkeys(out))
+    return list({s.name: s for s in out}.values())
 
 
 def build(compose: ComposeFile, host: DockerHost, services: list[Service],

@@ -249,3 +249,21 @@ def test_local_backend_resume_and_timeout(tmp_path: Path) -> None:
     doc = schema.loads((slow / "numpy-cpu.json").read_text())
     assert doc["status"] == "failed" and "timed out after 3 s" in doc["error"]
     assert all(row["time_per_iter_s"] is None for row in doc["results"])
+
+
+def test_cuda_check_compares_image_toolkit_with_driver() -> None:
+    from orchestrator.gpuhost import HostGpus, cuda_incompatibility
+
+    driver = HostGpus(driver_version="535.104", cuda_driver_version="12.2", gpus=["NVIDIA A100"])
+    why = cuda_incompatibility("gdbench/torch:2.13.0-cuda", "13.0", driver)
+    assert why is not None and "CUDA 13.0" in why and "535.104" in why and "up to 12.2" in why
+    assert cuda_incompatibility("gdbench/jax:0.10.2-cuda", "12.2", driver) is None
+    assert cuda_incompatibility("gdbench/jax:0.10.2-cuda", "11.8", driver) is None
+    assert cuda_incompatibility("x", "12.9", HostGpus()) is None  # no NVML: nothing to compare, the run decides
+
+
+def test_report_and_compare_are_registered() -> None:
+    r = gdbench("--help", timeout=60)
+    assert r.returncode == 0 and "report" in r.stdout and "compare" in r.stdout and "doctor" in r.stdout
+    r = gdbench("report", "--help", timeout=60)
+    assert r.returncode == 0 and "--out" in r.stdout

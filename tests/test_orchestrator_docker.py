@@ -1,0 +1,382 @@
+"""The orchestrator against a real Docker daemon, real CPU images and real containers.
+
+Needs ``dockerd`` running and the CPU images built (``make images``). Without them these tests are skipped,
+unless ``GDBENCH_REQUIRE_DOCKER=1`` (set by CI), which turns a missing daemon or image into a failure.
+Image tags always come from compose.yaml, as the orchestrator reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.compose import ComposeFile, load_compose
+from orchestrator.dockerhost import LABEL_MANAGED, LABEL_RUN, DockerHost
+from orchestrator.errors import GdbenchError
+from orchestrator.merge import load_runs
+from orchestrator.runner import locked, plan
+from orchestrator.spec import RunSpec, SweepOptions
+from solvers import registry, schema
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.docker
+
+SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
+REQUIRE = os.environ.get("GDBENCH_REQUIRE_DOCKER") == "1"
+
+
+def _unusable(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"{reason} (GDBENCH_REQUIRE_DOCKER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def host() -> DockerHost:
+    try:
+        return DockerHost.connect()
+    except GdbenchError as exc:
+        _unusable(str(exc))
+        raise
+
+
+@pytest.fixture(scope="module")
+def compose() -> ComposeFile:
+    try:
+        return load_compose(os.environ.get("GDBENCH_COMPOSE") or ROOT / "compose.yaml")
+    except GdbenchError as exc:
+        _unusable(str(exc))
+        raise
+
+
+def _require_images(host: DockerHost, compose: ComposeFile, frameworks: list[str]) -> None:
+    missing = [compose.service_for(fw, "cpu").image for fw in frameworks
+               if host.image(compose.service_for(fw, "cpu").image) is None]
+    if missing:
+        _unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
+
+
+@pytest.fixture(scope="module")
+def all_images(host: DockerHost, compose: ComposeFile) -> None:
+    _require_images(host, compose, list(registry.FRAMEWORKS))
+
+
+@pytest.fixture(scope="module")
+def numpy_image(host: DockerHost, compose: ComposeFile) -> None:
+    _require_images(host, compose, ["numpy"])
+
+
+def gdbench(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def created_containers(host: DockerHost, since: dt.datetime, until: dt.datetime, run_id: str | None = None) -> list:
+    """Container ``create`` events for gdbench-labelled containers in a time window (the daemon's own record)."""
+    labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])
+    events = host.client.events(since=since - dt.timedelta(seconds=1), until=until + dt.timedelta(seconds=1),
+                                filters={"type": "container", "event": "create", "label": labels}, decode=True)
+    return [e["Actor"]["Attributes"].get("name") for e in events]
+
+
+# ---------------------------------------------------------------------------------------- the full sweep
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, host: DockerHost, compose: ComposeFile, all_images) -> dict:
+    """One small sweep over every framework, CPU and GPU, shared by the tests below."""
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    t0 = _now()
+    r = gdbench("run", "--frameworks", "all", "--devices", "cpu,gpu", *SMALL, "--out", str(out))
+    t1 = _now()
+    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    return {"result": r, "out": out, "manifest": manifest, "t0": t0, "t1": t1}
+
+
+def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, compose: ComposeFile,
+                                               tmp_path: Path) -> None:
+    r, out, manifest = sweep["result"], sweep["out"], sweep["manifest"]
+    facts = host.facts()
+    assert r.returncode == (0 if facts.nvidia_runtime else 3), r.stderr
+    assert r.stdout.strip() == str(out)
+    assert manifest["status"] == "complete" and manifest["backend"] == "docker"
+    keys = [c["key"] for c in manifest["containers"]]
+    gpu_fws = [fw for fw, e in registry.REGISTRY.items() if "gpu" in e.devices]
+    assert keys == [f"{fw}-{dev}" for fw in registry.FRAMEWORKS for dev in ("cpu", "gpu")
+                    if dev == "cpu" or fw in gpu_fws]
+
+    merged = tmp_path / "merged"
+    m = gdbench("merge", str(out), "--out", str(merged), timeout=120)
+    assert m.returncode == 0, m.stderr
+    df = load_runs([merged / "results.parquet"])
+    assert len(df) == len(keys) * 2 * 2  # every (container, dim, variant) has a row, ok or not
+
+    cpu = df[df.device == "cpu"]
+    assert sorted(set(cpu.framework)) == sorted(registry.FRAMEWORKS)
+    bad = cpu[cpu.status != "ok"]
+    assert bad.empty, bad[["framework", "variant", "dim", "reason"]].to_string()
+    assert (cpu.max_rel_error <= cpu.tolerance).all() and (cpu.time_per_iter_s > 0).all()
+    assert set(cpu.output_dtype) == {"float64"} and set(cpu.threads) == {manifest["sweep"]["threads"]}
+    for fw, rows in cpu.groupby("framework"):
+        svc = compose.service_for(fw, "cpu")
+        image = host.image(svc.image)
+        assert set(rows.image_tag) == {svc.image}
+        assert set(rows.image_digest) == {image.id}
+        assert set(rows.framework_version) == {image.framework_version}
+    assert set(df.docker_version) == {facts.docker_version}
+    assert set(df.run_id) == {manifest["run_id"]}
+
+    for c in manifest["containers"]:
+        doc = schema.loads((out / c["document"]).read_text())
+        assert doc["provenance"]["host"]["docker_version"] == facts.docker_version
+        assert doc["provenance"]["host"]["storage_driver"] == facts.storage_driver
+        if c["device"] == "cpu":
+            threads = doc["provenance"]["threads"]
+            assert threads["cpus_allowed"] == manifest["sweep"]["cpuset"]  # the container's cpuset, for everyone
+            assert threads["requested"] == manifest["sweep"]["threads"]
+            assert doc["provenance"]["image"]["tag"] == c["image"]["tag"]
+            assert doc["provenance"]["image"]["labels"]["io.gdbench.framework"] == c["framework"]
+            t = c["timings"]
+            assert 0 < t["process_s"] < t["wall_s"] and t["overhead_s"] >= 0
+    assert manifest["overhead"]["containers"] == len(registry.FRAMEWORKS)
+
+    # Every started container was removed, and exactly the CPU ones were ever created.
+    assert host.managed_containers(manifest["run_id"]) == []
+    created = created_containers(host, sweep["t0"], sweep["t1"], manifest["run_id"])
+    expected = len(keys) if facts.nvidia_runtime else len(registry.FRAMEWORKS)
+    assert len(created) == expected, created
+
+
+def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, host: DockerHost) -> None:
+    if host.facts().nvidia_runtime:
+        pytest.skip("this Docker host has the NVIDIA runtime")
+    r, out, manifest = sweep["result"], sweep["out"], sweep["manifest"]
+    line = "GPU requested but this Docker host has no NVIDIA runtime"
+    assert r.stderr.count(line) == 1, r.stderr  # said once, clearly
+    gpu = [c for c in manifest["containers"] if c["device"] == "gpu"]
+    assert gpu and all(c["status"] == "unavailable" and line in c["reason"] for c in gpu)
+    for c in gpu:
+        doc = schema.loads((out / c["document"]).read_text())
+        assert doc["status"] == "unavailable"
+        assert all(row["status"] == "unavailable" and row["time_per_iter_s"] is None for row in doc["results"])
+        assert doc["provenance"]["image"]["tag"].endswith("cuda") or "gpu" in doc["provenance"]["image"]["tag"]
+    assert all(c["status"] == "ok" for c in manifest["containers"] if c["device"] == "cpu")
+
+
+def test_devices_auto_means_cpu_without_nvidia_runtime(host: DockerHost, compose: ComposeFile, tmp_path: Path,
+                                                       all_images) -> None:
+    sweep = plan(SweepOptions(devices=["auto"]), tmp_path, compose=compose, docker_host=host)
+    devices = {p.spec.framework: p.spec.device for p in sweep.planned}
+    if host.facts().nvidia_runtime:
+        assert devices["torch"] == "gpu" and devices["numpy"] == "cpu"
+    else:
+        assert set(devices.values()) == {"cpu"} and set(devices) == set(registry.FRAMEWORKS)
+    assert all(p.preflight is None for p in sweep.planned)
+
+
+# --------------------------------------------------------------------------------- refusals up front
+def test_bad_options_and_missing_parts_start_no_container(host: DockerHost, compose: ComposeFile, tmp_path: Path,
+                                                          numpy_image) -> None:
+    broken = tmp_path / "compose.yaml"
+    broken.write_text("services:\n  numpy:\n    image: gdbench/numpy:not-built-cpu\n")
+    cases = [
+        (["--frameworks", "numpy,caffe"], 2, "unknown framework"),
+        (["--dims", "0"], 2, "--dims must be positive"),
+        (["--frameworks", "numpy", "--cpuset", "0-511"], 2, "--cpuset names CPU(s)"),
+        (["--frameworks", "numpy", "--compose", str(broken)], 5, "gdbench/numpy:not-built-cpu (compose service "
+                                                                 "numpy) is not built — fix: make images"),
+        (["--frameworks", "jax", "--compose", str(broken)], 5, "has no service 'jax'"),
+    ]
+    t0 = _now()
+    for args, code, message in cases:
+        out = tmp_path / f"run{code}-{len(args)}"
+        r = gdbench("run", *SMALL, *args, "--out", str(out), timeout=120)
+        assert r.returncode == code, (args, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
+        assert not (out / "manifest.json").exists()
+    assert created_containers(host, t0, _now()) == []
+
+
+def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"}
+    r = gdbench("run", "--frameworks", "numpy", *SMALL, "--out", str(tmp_path / "x"), env=env, timeout=120)
+    assert r.returncode == 5
+    assert r.stderr.strip().startswith("error: cannot reach the Docker daemon: the Docker socket does not exist")
+    assert "fix: start the daemon" in r.stderr and "Traceback" not in r.stderr
+    d = gdbench("doctor", env=env, timeout=120)
+    assert d.returncode == 1 and "docker daemon" in d.stdout and "blocker" in d.stdout
+
+
+# ------------------------------------------------------------------------------------------- hardening
+def test_containers_are_hardened(host: DockerHost, compose: ComposeFile, numpy_image) -> None:
+    svc = compose.service_for("numpy", "cpu")
+    image = host.require_image(svc)
+    spec = RunSpec(framework="numpy", device="cpu", image=svc.image, flavour="cpu", dims=[2], variants=["loop"],
+                   n=100, iters=5, repeats=1, dtype="float64", seed=0, lr=1e-3, threads=1, cpuset=[0],
+                   timeout_s=60, mem_limit="1g", pids_limit=256, run_id="hardening-test")
+    container = host.create(spec, image, gpu=False)
+    try:
+        attrs = host.client.api.inspect_container(container.id)
+    finally:
+        container.remove(force=True)
+    hc, cfg = attrs["HostConfig"], attrs["Config"]
+    assert hc["ReadonlyRootfs"] is True
+    assert hc["CapDrop"] == ["ALL"] and not hc.get("CapAdd")
+    assert "no-new-privileges:true" in hc["SecurityOpt"]
+    assert hc["NetworkMode"] == "none"
+    assert hc["Memory"] == 1 << 30 and hc["MemorySwap"] == 1 << 30  # no swap on top
+    assert hc["PidsLimit"] == 256 and hc["CpusetCpus"] == "0"
+    assert set(hc["Tmpfs"]) == {"/tmp"}
+    assert not hc.get("Binds") and not attrs.get("Mounts") and hc["Privileged"] is False
+    assert not hc.get("DeviceRequests")
+    assert cfg["User"] not in ("", "root", "0", "0:0")
+    assert cfg["Labels"][LABEL_MANAGED] == "1" and cfg["Labels"][LABEL_RUN] == "hardening-test"
+    assert cfg["Cmd"][:3] == ["run", "--framework", "numpy"]
+    env = dict(e.split("=", 1) for e in cfg["Env"])
+    assert env["GDBENCH_IMAGE_TAG"] == svc.image and env["GDBENCH_IMAGE_DIGEST"] == image.id
+
+    # The same configuration, really running: what the process inside can and cannot do.
+    probe = ("import os, socket, pathlib\n"
+             "st = dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+             "def can_write(p):\n"
+             "    try: pathlib.Path(p).write_text('x'); return True\n"
+             "    except OSError: return False\n"
+             "ifaces = sorted(n for _, n in socket.if_nameindex())\n"
+             "print(os.getuid(), st['CapEff'].strip(), st['NoNewPrivs'].strip(), can_write('/opt/x'),"
+             " can_write('/tmp/x'), ','.join(ifaces), sorted(os.sched_getaffinity(0)))\n")
+    config = host.container_config(spec, image, gpu=False)
+    config.update(entrypoint=["python", "-c", probe], command=[], name=None)
+    c = host.client.containers.run(**{**config, "detach": True})
+    try:
+        assert c.wait(timeout=120)["StatusCode"] == 0, c.logs().decode()
+        uid, capeff, nnp, root_w, tmp_w, ifaces, cpus = c.logs(stderr=False).decode().split(maxsplit=6)
+    finally:
+        c.remove(force=True)
+    assert int(uid) != 0 and int(capeff, 16) == 0 and nnp == "1"
+    assert (root_w, tmp_w) == ("False", "True")
+    assert ifaces == "lo" and cpus.strip() == "[0]"
+
+
+# --------------------------------------------------------------------------- failures become documents
+def test_timeout_and_oom_become_failed_documents(host: DockerHost, tmp_path: Path, numpy_image) -> None:
+    slow = tmp_path / "slow"
+    r = gdbench("run", "--frameworks", "numpy", "--devices", "cpu", "--dims", "100", "--n", "100000",
+                "--iters", "100000", "--timeout", "4", "--out", str(slow))
+    assert r.returncode == 1, r.stderr
+    doc = schema.loads((slow / "numpy-cpu.json").read_text())
+    assert doc["status"] == "failed" and "timed out after 4 s" in doc["error"]
+    assert all(row["time_per_iter_s"] is None for row in doc["results"])
+    rec = json.loads((slow / "manifest.json").read_text())["containers"][0]
+    assert rec["timed_out"] is True and rec["timings"]["wall_s"] < 60
+
+    big = tmp_path / "big"  # X alone is 400,000 x 100 x 8 B = 320 MB, four times the limit
+    r = gdbench("run", "--frameworks", "numpy", "--devices", "cpu", "--dims", "100", "--n", "400000",
+                "--iters", "10", "--mem-limit", "80m", "--out", str(big))
+    assert r.returncode == 1, r.stderr
+    doc = schema.loads((big / "numpy-cpu.json").read_text())
+    assert doc["status"] == "failed" and "out of memory" in doc["error"], doc["error"]
+    rec = json.loads((big / "manifest.json").read_text())["containers"][0]
+    assert rec["oom_killed"] is True
+    for run in (slow, big):
+        assert host.managed_containers(json.loads((run / "manifest.json").read_text())["run_id"]) == []
+
+
+def test_sigterm_removes_the_running_container_and_keeps_the_run(host: DockerHost, tmp_path: Path,
+                                                                 numpy_image) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "--frameworks", "numpy", "--devices",
+                             "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id, deadline = None, time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if run_id is None and (out / "manifest.json").exists():
+                run_id = json.loads((out / "manifest.json").read_text())["run_id"]
+            if run_id and any(c["status"] == "running" for c in host.managed_containers(run_id)):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the container never started")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and f"--resume {out}" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["containers"][0]["status"] == "interrupted"
+    assert not (out / "numpy-cpu.json").exists()  # nothing half-measured is stored
+    assert host.managed_containers(run_id) == []
+    with locked(out):  # the lock died with the process
+        pass
+
+
+# ------------------------------------------------------------------------------------ doctor and images
+def test_doctor_reports_this_host(host: DockerHost, compose: ComposeFile, all_images) -> None:
+    r = gdbench("doctor", "--json", timeout=120)
+    checks = {c["name"]: c for c in json.loads(r.stdout) if not c["name"].startswith("image ")}
+    images = {c["name"].removeprefix("image "): c for c in json.loads(r.stdout) if c["name"].startswith("image ")}
+    facts = host.facts()
+    assert checks["docker daemon"]["level"] == "ok" and facts.docker_version in checks["docker daemon"]["detail"]
+    assert checks["storage driver"]["detail"] == facts.storage_driver
+    if facts.nvidia_runtime:
+        assert checks["NVIDIA runtime"]["level"] == "ok"
+    else:
+        assert checks["NVIDIA runtime"]["level"] in ("info", "warning")
+        assert "absent" in checks["NVIDIA runtime"]["detail"] and "nvidia-ctk" in checks["NVIDIA runtime"]["fix"]
+    for fw in registry.FRAMEWORKS:
+        tag = compose.service_for(fw, "cpu").image
+        assert images[tag]["level"] in ("ok", "warning") and "built" in images[tag]["detail"]
+        assert host.image(tag).framework_version in images[tag]["detail"]
+    assert r.returncode == 0, r.stdout  # nothing blocks a CPU sweep here
+    table = gdbench("doctor", timeout=120)
+    assert "gdbench doctor" in table.stdout and "docker daemon" in table.stdout
+
+
+def test_images_lists_every_compose_service(host: DockerHost, compose: ComposeFile, numpy_image) -> None:
+    r = gdbench("images", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {row["service"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == set(compose.services)
+    numpy = rows["numpy"]
+    assert numpy["built"] and numpy["tag"] == compose.service_for("numpy", "cpu").image
+    assert numpy["labels"]["io.gdbench.framework"] == "numpy" and numpy["framework_version"]
+    assert numpy["size_bytes"] > 0
+
+
+def test_images_build_through_the_sdk(host: DockerHost, compose: ComposeFile, tmp_path: Path, numpy_image) -> None:
+    """``gdbench images --build`` builds a compose service with the classic builder (no compose plugin)."""
+    base = compose.service("numpy").build.args["BASE_IMAGE"]
+    if host.image(base) is None:
+        _unusable(f"base image {base} not built (make base-image)")
+    tag = f"gdbench-test/numpy:build-{os.getpid()}"
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG FRAMEWORK_VERSION\n"
+        "LABEL io.gdbench.framework=numpy io.gdbench.framework.version=${FRAMEWORK_VERSION} io.gdbench.flavour=cpu\n")
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  numpy:\n    image: {tag}\n    build:\n      context: ctx\n"
+        f"      args:\n        BASE_IMAGE: {base}\n        FRAMEWORK_VERSION: ${{V:-1.2.3}}\n")
+    try:
+        r = gdbench("images", "--build", "numpy", "--json", "--compose", str(tmp_path / "compose.yaml"))
+        assert r.returncode == 0, r.stderr
+        (row,) = json.loads(r.stdout)
+        assert row["built"] and row["tag"] == tag and row["framework_version"] == "1.2.3"
+        assert host.image(tag).labels["io.gdbench.flavour"] == "cpu"
+        bad = gdbench("images", "--build", "caffe", "--compose", str(tmp_path / "compose.yaml"))
+        assert bad.returncode == 2 and "unknown image 'caffe'" in bad.stderr
+    finally:
+        if host.image(tag) is not None:
+            host.client.images.remove(tag, force=True)
