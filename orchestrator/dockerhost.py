@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -51,6 +52,8 @@ class HostFacts:
     runtimes: list[str] = field(default_factory=list)
     default_runtime: str | None = None
     cdi_spec_dirs: list[str] = field(default_factory=list)
+    #: CDI device names the daemon (API ≥ 1.48) or the spec files in ``cdi_spec_dirs`` offer for NVIDIA GPUs.
+    cdi_gpus: list[str] = field(default_factory=list)
     ncpu: int | None = None
     mem_total_bytes: int | None = None
     operating_system: str | None = None
@@ -59,8 +62,15 @@ class HostFacts:
 
     @property
     def nvidia_runtime(self) -> bool:
-        """GPU containers can be requested: an ``nvidia`` runtime is registered or CDI specs are configured."""
-        return any("nvidia" in r for r in self.runtimes) or bool(self.cdi_spec_dirs)
+        """GPU containers can be requested: an ``nvidia`` runtime is registered, or CDI offers NVIDIA GPUs.
+
+        CDI spec directories alone do not count (recent daemons list them by default, GPU or not).
+        """
+        return any("nvidia" in r for r in self.runtimes) or bool(self.cdi_gpus)
+
+    @property
+    def use_cdi(self) -> bool:
+        return bool(self.cdi_gpus) and not any("nvidia" in r for r in self.runtimes)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "nvidia_runtime": self.nvidia_runtime}
@@ -146,6 +156,7 @@ class DockerHost:
                 runtimes=sorted((info.get("Runtimes") or {}).keys()),
                 default_runtime=info.get("DefaultRuntime"),
                 cdi_spec_dirs=list(info.get("CDISpecDirs") or []),
+                cdi_gpus=_cdi_gpus(info),
                 ncpu=info.get("NCPU"),
                 mem_total_bytes=info.get("MemTotal"),
                 operating_system=info.get("OperatingSystem"),
@@ -241,12 +252,16 @@ class DockerHost:
             "detach": True,
         }
         if gpu:
-            config["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            facts = self.facts()
+            config["device_requests"] = [
+                docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"]) if facts.use_cdi
+                else docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
             env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
         return config
 
     def create(self, spec: RunSpec, image: ImageInfo, *, gpu: bool) -> Any:
         config = self.container_config(spec, image, gpu=gpu)
+        self._remove_stale(config["name"])
         try:
             return self.client.containers.create(**config)
         except docker.errors.APIError as exc:
@@ -316,6 +331,15 @@ class DockerHost:
             self._remove_quietly(container)
             result.remove_s = time.perf_counter() - t2
 
+    def _remove_stale(self, name: str) -> None:
+        """A container of ours with this name survives only a killed orchestrator (e.g. before --resume)."""
+        try:
+            old = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if old.labels.get(LABEL_MANAGED) == "1":
+            self._remove_quietly(old)
+
     def _kill_quietly(self, container: Any) -> None:
         with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
             container.kill()  # fails harmlessly when it already exited
@@ -345,6 +369,18 @@ class DockerHost:
             except docker.errors.APIError:
                 pass
         return n
+
+
+def _cdi_gpus(info: dict[str, Any]) -> list[str]:
+    """NVIDIA CDI devices: the daemon's own list when it reports one, else the spec files it reads (local daemon)."""
+    found = [d.get("ID", "") for d in info.get("DiscoveredDevices") or [] if d.get("Source") == "cdi"]
+    if not found:
+        for directory in info.get("CDISpecDirs") or []:
+            with contextlib.suppress(OSError):
+                for spec_file in Path(directory).iterdir():
+                    if spec_file.suffix in (".yaml", ".yml", ".json") and "nvidia" in spec_file.read_text()[:4096]:
+                        found.append("nvidia.com/gpu=all")
+    return sorted({d for d in found if d.startswith("nvidia.com/gpu")})
 
 
 def container_name(spec: RunSpec) -> str:

@@ -67,7 +67,7 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
         checks.append(Check("daemon warning", WARN, w))
     if f.nvidia_runtime:
         checks.append(Check("NVIDIA runtime", OK, f"runtimes: {', '.join(f.runtimes)}"
-                            + (f"; CDI: {', '.join(f.cdi_spec_dirs)}" if f.cdi_spec_dirs else "")))
+                            + (f"; CDI devices: {', '.join(f.cdi_gpus)}" if f.cdi_gpus else "")))
     else:
         level = WARN if gpus.gpus else INFO
         checks.append(Check("NVIDIA runtime", level, f"absent (runtimes: {', '.join(f.runtimes) or 'none'}, no CDI); "
