@@ -28,6 +28,7 @@ from .report import CSS, DEVICE_ORDER, _rank, _text, load_labeled, row_keys
 
 ALPHA = 0.05
 MIN_EFFECT = 0.05
+EXACT_MAX = 400
 
 #: Facts that, when they differ between runs, may explain a difference in time (shown first).
 RUN_FIELDS = [
@@ -98,12 +99,14 @@ class Comparison:
     @property
     def method(self) -> str:
         return (
-            "Test: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu) on the per-repeat times per iteration of each "
+            "Test: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu; exact p without ties, normal approximation "
+            "with tie correction otherwise) on the per-repeat times per iteration of each "
             f"run against the first run, per cell, α={self.alpha:g}, not corrected for multiple comparisons. A cell is "
             f"marked only when p < α and the ratio of medians is outside [{1 - self.min_effect:.2f}, "
             f"{1 + self.min_effect:.2f}]. With n₁ and n₂ repeats the smallest possible p is 2/C(n₁+n₂, n₁) "
             "(3 vs 3: 0.1), so cells whose repeats cannot reach α say \"too few repeats to decide\". "
-            "Dispersion: IQR as a percentage of the median."
+            "Dispersion: IQR as a percentage of the median, and CV (standard deviation over mean), which also "
+            "shows outliers the IQR ignores."
         )
 
 
@@ -129,7 +132,11 @@ def verdict(a: Sample, b: Sample, alpha: float = ALPHA, min_effect: float = MIN_
     if floor >= alpha:
         sizes = f"{a.times.size} vs {b.times.size}"
         return Verdict(ratio, None, "", f"too few repeats to decide ({sizes}: p ≥ {floor:.2g})")
-    p = float(mannwhitneyu(b.times, a.times, alternative="two-sided").pvalue)
+    # Exact p wherever it is defined (no ties; cheap up to a few hundred repeats), so the p shown and the
+    # floor above are the same distribution; the normal approximation with tie correction otherwise.
+    both = np.concatenate([a.times, b.times])
+    exact = np.unique(both).size == both.size and both.size <= EXACT_MAX
+    p = float(mannwhitneyu(b.times, a.times, alternative="two-sided", method="exact" if exact else "asymptotic").pvalue)
     outside = not (1 - min_effect <= ratio <= 1 + min_effect)
     if p < alpha and outside:
         return Verdict(ratio, p, "slower" if ratio > 1 else "faster", "slower" if ratio > 1 else "faster")
@@ -210,7 +217,7 @@ def compare(paths: Sequence[Path | str], alpha: float = ALPHA, min_effect: float
 
 def _sample_text(s: Sample) -> str:
     if s.ok:
-        return f"{s.median * 1e3:.4g} ms (IQR {s.iqr_rel:.1%}, n={s.times.size})"
+        return f"{s.median * 1e3:.4g} ms (IQR {s.iqr_rel:.1%}, CV {s.cv:.0%}, n={s.times.size})"
     return f"failed: {s.reason}" if s.status == "failed" and s.reason else s.status
 
 

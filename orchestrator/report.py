@@ -32,7 +32,7 @@ FRAMEWORK_COLORS = {
     "numpy": "#4c72b0", "numba": "#dd8452", "jax": "#55a868", "tensorflow": "#c44e52", "torch": "#8172b3",
 }
 DEVICE_MARK = {"cpu": "🟩 cpu", "gpu": "🟦 gpu"}
-REASON_CHARS = 48
+REASON_CHARS = 40
 
 Key = tuple[str, str, str]
 
@@ -119,16 +119,26 @@ class Cell:
 MISSING = Cell("—", "missing", "not run")
 
 
-def status_cell(rec: dict[str, Any] | None) -> Cell:
-    """What a row that has no number shows instead: its status, and for failures the reason."""
+def _reason(rec: dict[str, Any]) -> str:
+    return " ".join(str(rec.get("reason") or "no reason recorded").split())
+
+
+def status_cell(rec: dict[str, Any] | None, with_reason: bool = False) -> Cell:
+    """What a row that has no number shows instead: its status, a note number, and (if asked) the reason.
+
+    Full reasons are listed once per run under the tables (``[n]``); repeating them in every cell of every
+    table would bury the numbers.
+    """
     if rec is None:
         return MISSING
     status = str(rec.get("status") or "missing")
-    reason = " ".join(str(rec.get("reason") or "").split())
-    if status == "failed":
+    reason = _reason(rec)
+    note = f" [{rec['_note']}]" if rec.get("_note") else ""
+    kind = status if status in ("unavailable", "invalid") else "failed"
+    if with_reason and status == "failed":
         short = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
-        return Cell(f"failed: {short}" if short else "failed", "failed", reason)
-    return Cell(status, status if status in ("unavailable", "invalid") else "failed", reason)
+        return Cell(f"failed{note}: {short}", kind, reason)
+    return Cell(f"{status}{note}", kind, reason)
 
 
 def fmt_ms(seconds: float) -> str:
@@ -137,7 +147,7 @@ def fmt_ms(seconds: float) -> str:
 
 def time_cell(rec: dict[str, Any] | None) -> Cell:
     if not _ok(rec):
-        return status_cell(rec)
+        return status_cell(rec, with_reason=True)
     assert rec is not None
     cv = _num(rec.get("cv"))
     return Cell(fmt_ms(float(rec["time_per_iter_s"])), "ok", f"CV {cv:.1%}" if cv is not None else "")
@@ -252,21 +262,25 @@ def _provenance(df: pd.DataFrame) -> tuple[list[tuple[str, str]], pd.DataFrame]:
 
 
 def _notes(keys: list[Key], recs: dict) -> list[str]:
-    """Every row without a number, grouped by reason, in full (tables only have room for a prefix)."""
+    """Number every distinct (framework, device, status, reason) without a time; tag its records with it."""
     grouped: dict[tuple[str, str, str, str], tuple[set[str], set[int]]] = {}
     for (f, d, v, dim), rec in recs.items():
         if not _ok(rec):
-            reason = " ".join(str(rec.get("reason") or "no reason recorded").split())
-            variants, dims = grouped.setdefault((f, d, str(rec.get("status")), reason), (set(), set()))
+            variants, dims = grouped.setdefault((f, d, str(rec.get("status")), _reason(rec)), (set(), set()))
             variants.add(v)
             dims.add(dim)
     order = {k[:2]: i for i, k in reversed(list(enumerate(keys)))}
     lines = []
-    for (f, d, status, reason), (variants, dims) in sorted(
+    numbers = {}
+    for n, ((f, d, status, reason), (variants, dims)) in enumerate(sorted(
         grouped.items(), key=lambda kv: (order.get(kv[0][:2], 0), kv[0][2:])
-    ):
+    ), start=1):
         names = ", ".join(sorted(variants, key=lambda v: _rank(v, VARIANT_ORDER)))
-        lines.append(f"{f}/{d} ({names}) d={','.join(map(str, sorted(dims)))}: {status}: {reason}")
+        lines.append(f"[{n}] {f}/{d} ({names}) d={','.join(map(str, sorted(dims)))}: {status}: {reason}")
+        numbers[(f, d, status, reason)] = n
+    for (f, d, _, _), rec in recs.items():
+        if not _ok(rec):
+            rec["_note"] = numbers[(f, d, str(rec.get("status")), _reason(rec))]
     return lines
 
 
@@ -285,6 +299,7 @@ def _summary(label: str, keys: list[Key], dims: list[int], recs: dict) -> str:
 
 def build_section(label: str, df: pd.DataFrame) -> RunSection:
     dims, keys, recs = dims_of(df), row_keys(df), _records(df)
+    notes = _notes(keys, recs)
     base = lambda d: recs.get((*BASELINE, d))  # noqa: E731
 
     def row_geomean(key: Key) -> Cell:
@@ -304,8 +319,7 @@ def build_section(label: str, df: pd.DataFrame) -> RunSection:
                 lambda k, d: error_cell(recs.get((*k, d)))),
     ]
     facts, docs = _provenance(df)
-    section = RunSection(label, df, dims, keys, tables, _summary(label, keys, dims, recs), facts, docs,
-                         _notes(keys, recs))
+    section = RunSection(label, df, dims, keys, tables, _summary(label, keys, dims, recs), facts, docs, notes)
     section.plots = plots(section, recs)
     return section
 
@@ -401,7 +415,8 @@ def _md_table(table: Table) -> str:
 
 def render_markdown(sections: list[RunSection], files: dict[str, str], exported: Sequence[str]) -> str:
     out = ["# gdbench report", "", f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}. "
-           "Times are medians per iteration; rows without a number show why (failed, unavailable, invalid).", ""]
+           "Times are medians per iteration; rows without a number show why (failed, unavailable, invalid), "
+           "with the full reason in note [n] under the run's tables.", ""]
     out += ["## Summary", ""] + [f"- {s.summary}" for s in sections] + [""]
     for s in sections:
         out += [f"## Run {s.label}", "", "### Provenance", "", "| | |", "|---|---|"]
@@ -469,7 +484,8 @@ def _img(png: bytes, alt: str) -> str:
 
 def render_html(sections: list[RunSection], exported: Sequence[str]) -> str:
     body = [f"<h1>gdbench report</h1><p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}. Times are medians per "
-            "iteration; rows without a number show why (failed, unavailable, invalid); hover a cell for details.</p>"
+            "iteration; rows without a number show why (failed, unavailable, invalid), with the full reason in "
+            "note [n] under the run's tables; hover a cell for details.</p>"
             "<p class='legend'><span style='background:#dff0d8'>CPU rows</span>"
             "<span style='background:#d9e8fb'>GPU rows</span></p>",
             "<h2>Summary</h2><ul>", *(f"<li class='summary'>{_e(s.summary)}</li>" for s in sections), "</ul>"]
