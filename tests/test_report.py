@@ -1,0 +1,375 @@
+"""``gdbench report`` and ``gdbench compare`` on documents from real solver runs.
+
+Runs are produced by ``python -m solvers run`` at tiny sizes; the only derived data is the compare test's
+synthetic slowdown (a real run with every per-repeat time doubled), which is the point of that test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from orchestrator.cli_report import compare_command, report_command
+from orchestrator.compare import compare, min_p_value, render_csv
+from orchestrator.merge import MERGED_PARQUET
+from solvers.schema import dumps, loads
+
+REPO = Path(__file__).resolve().parents[1]
+# One thread: on a shared, busy host two BLAS threads contend and repeats become bimodal, burying even a 2x
+# difference in the run's own noise (which compare would then rightly refuse to flag).
+# Repeats of ~10 ms and 11 of them keep the rank test decisive when a busy host adds the odd outlier.
+SMALL = ["--n", "1000", "--iters", "2000", "--threads", "1", "--no-sync-check"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CPU_BG, GPU_BG = (0xDF, 0xF0, 0xD8), (0xD9, 0xE8, 0xFB)
+
+
+def solve(out: Path, framework: str, *args: str, device: str = "cpu", expect: tuple[int, ...] = (0,)) -> dict:
+    """One real ``python -m solvers run`` into ``out/<framework>-<device>.json``; returns the document."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{framework}-{device}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "solvers", "run", "--framework", framework, "--device", device, *args,
+         "--out", str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode in expect, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    return loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    a = root / "run-a"
+    solve(a, "numpy", "--dims", "2,5", "--repeats", "11", *SMALL)
+    # numba is ok, failed or unavailable depending on the install; each must render as what it is.
+    solve(a, "numba", "--dims", "2,5", "--repeats", "11", *SMALL, expect=(0, 1, 3))
+    # numpy has no GPU backend on any machine: a deterministic `unavailable` document.
+    solve(a, "numpy", "--dims", "2,5", *SMALL, device="gpu", expect=(3,))
+    # A learning rate this large diverges to inf at d=10 (deterministic), so that row fails correctness.
+    diverging = root / "diverging"
+    solve(diverging, "numpy", "--dims", "2,10", "--n", "200", "--iters", "2000", "--repeats", "3", "--lr", "0.99",
+          "--no-sync-check", expect=(1,))
+    two_threads = root / "two-threads"
+    solve(two_threads, "numpy", "--dims", "2,5", "--repeats", "11", *SMALL, "--threads", "2")
+    return {"a": a, "diverging": diverging, "two_threads": two_threads, "root": root}
+
+
+def scaled_copy(src: Path, dst: Path, factor: float) -> Path:
+    """A copy of a real run with every timing multiplied by ``factor`` (schema-validated on write)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in src.glob("*.json"):
+        doc = loads(path.read_text())
+        for r in doc["results"]:
+            if r["status"] == "ok":
+                r["repeat_times_s"] = [t * factor for t in r["repeat_times_s"]]
+                for k in ("time_per_iter_s", "median_s", "min_s"):
+                    r[k] *= factor
+        (dst / path.name).write_text(dumps(doc))
+    return dst
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+    return app
+
+
+def md_rows(md: str, caption_start: str) -> dict[tuple[str, str, str], list[str]]:
+    """The markdown table under the caption that starts with ``caption_start`` (first match)."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"**{caption_start}"))
+    rows = {}
+    for line in lines[start + 4:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[(cells[0], cells[1].split()[-1], cells[2])] = cells[3:]
+    return rows
+
+
+def doc_rows(path: Path) -> dict[tuple[str, int], dict]:
+    return {(r["variant"], r["dim"]): r for r in loads(path.read_text())["results"]}
+
+
+@pytest.fixture(scope="session")
+def report_dir(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(cli(), ["report", str(runs["a"]), str(runs["diverging"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "geometric mean speedup" in result.output
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def test_report_tables_show_numbers_only_for_rows_that_passed(runs: dict[str, Path], report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    assert md.index("## Run run-a") < md.index("## Run diverging")
+    times = md_rows(md, "Time per iteration")
+    numpy = doc_rows(runs["a"] / "numpy-cpu.json")
+    for variant in ("loop", "fused"):
+        cells = times[("numpy", "cpu", variant)]
+        for cell, d in zip(cells, (2, 5), strict=True):
+            assert math.isclose(float(cell), numpy[(variant, d)]["time_per_iter_s"] * 1e3, rel_tol=1e-3)
+    assert all(re.fullmatch(r"unavailable \[\d+\]", c) for c in times[("numpy", "gpu", "loop")])
+    numba = loads((runs["a"] / "numba-cpu.json").read_text())
+    for r in numba["results"]:
+        cell = times[("numba", "cpu", r["variant"])][[2, 5].index(r["dim"])]
+        if r["status"] == "ok":
+            assert math.isclose(float(cell), r["time_per_iter_s"] * 1e3, rel_tol=1e-3)
+        else:
+            assert cell.startswith(r["status"]), cell
+    # Speedup against numpy loop, same run and dim.
+    speed = md_rows(md, "Speedup vs numpy loop")
+    for d_index, d in enumerate((2, 5)):
+        expected = numpy[("loop", d)]["time_per_iter_s"] / numpy[("fused", d)]["time_per_iter_s"]
+        assert speed[("numpy", "cpu", "fused")][d_index] == f"{expected:.2f}×"
+        assert speed[("numpy", "cpu", "loop")][d_index] == "1.00×"
+    assert "🟩 cpu" in md and "🟦 gpu" in md
+    assert "run-a: geometric mean speedup vs numpy loop on CPU — CPU" in md
+    assert "GPU no timed result with a baseline" in md
+
+
+def test_report_failed_rows_show_reason_never_a_number(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    section = md[md.index("## Run diverging"):]
+    for caption in ("Time per iteration", "Speedup vs numpy loop", "First call", "Max relative error"):
+        rows = md_rows(section, caption)
+        for variant in ("loop", "fused"):
+            cell = rows[("numpy", "cpu", variant)][1]
+            assert re.fullmatch(r"failed \[\d\](: max relative error inf.*)?", cell), (caption, cell)
+            float(rows[("numpy", "cpu", variant)][0].rstrip("×"))  # d=2 converged: a number
+    assert re.search(r"\[\d\] numpy/cpu \(loop, fused\) d=10: failed: max relative error inf exceeds tolerance",
+                     section)
+    assert md_rows(section, "Time per iteration")[("numpy", "cpu", "loop")][1].startswith("failed [1]: max rel")
+
+
+def test_report_exports_every_repeat_time(runs: dict[str, Path], report_dir: Path) -> None:
+    df = pd.read_parquet(report_dir / MERGED_PARQUET)
+    numpy = doc_rows(runs["a"] / "numpy-cpu.json")
+    for (variant, d), r in numpy.items():
+        row = df[(df.run_id == "run-a") & (df.framework == "numpy") & (df.device == "cpu") & (df.variant == variant)
+                 & (df.dim == d)]
+        assert list(row["repeat_times_s"].iloc[0]) == r["repeat_times_s"]
+        assert len(r["repeat_times_s"]) == 11
+    csv = pd.read_csv(report_dir / "results.csv")
+    assert len(csv) == len(df)
+    # The merged file is itself a valid input and reproduces the same tables.
+    again = report_dir / "again"
+    result = CliRunner().invoke(cli(), ["report", str(report_dir / MERGED_PARQUET), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    first, second = (report_dir / "report.md").read_text(), (again / "report.md").read_text()
+    assert md_rows(first, "Time per iteration") == md_rows(second, "Time per iteration")
+
+
+def test_report_plots_are_real_pngs(report_dir: Path) -> None:
+    import matplotlib.image as mpimg
+
+    for name in ("time-run-a.png", "speedup-run-a.png", "time-diverging.png", "speedup-diverging.png"):
+        path = report_dir / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        img = mpimg.imread(path)
+        assert img.shape[0] > 300 and img.shape[1] > 600
+        assert np.unique(img.reshape(-1, img.shape[-1]), axis=0).shape[0] > 20, f"{name} looks blank"
+    assert "![time per iteration](time-run-a.png)" in (report_dir / "report.md").read_text()
+
+
+class _Dom(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.imgs: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.cells: list[tuple[str, str]] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "tr" and "data-framework" in a:
+            self.rows.append(a)
+        elif tag == "img":
+            self.imgs.append(a)
+        elif tag in ("td", "th"):
+            self._cell = a.get("class", "")
+            self.cells.append((self._cell, ""))
+        for key in ("href", "src"):
+            if key in a:
+                self.links.append(a[key])
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            cls, text = self.cells[-1]
+            self.cells[-1] = (cls, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._cell = None
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the HTML render check needs it")
+    return exe
+
+
+def browse(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # --no-sandbox: the test may run as root in a container, where Chromium's sandbox cannot start.
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+         f"--user-data-dir={tmp / 'profile'}", *args, page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+
+
+def test_report_html_renders_in_chromium(report_dir: Path, tmp_path: Path) -> None:
+    page = report_dir / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text, "the report must not reach the network"
+    dom = browse(page, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    parsed = _Dom()
+    parsed.feed(dom.stdout)
+    keys = {(r["data-framework"], r["data-device"], r["data-variant"], r["class"]) for r in parsed.rows}
+    for key in [("numpy", "cpu", "loop", "dev-cpu"), ("numpy", "cpu", "fused", "dev-cpu"),
+                ("numpy", "gpu", "loop", "dev-gpu"), ("numba", "cpu", "loop", "dev-cpu")]:
+        assert key in keys
+    assert any(cls == "unavailable" and text.startswith("unavailable [") for cls, text in parsed.cells)
+    assert any(cls == "failed" and re.fullmatch(r"failed \[\d\]: max relative error inf.*", text)
+               for cls, text in parsed.cells)
+    # 2 runs × (time, speedup), each a PNG inlined as a data URI.
+    assert len(parsed.imgs) == 4
+    for img in parsed.imgs:
+        assert img["src"].startswith("data:image/png;base64,")
+        assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == PNG_MAGIC
+    assert all(not link.startswith(("http:", "https:", "//")) for link in parsed.links)
+
+    shot = tmp_path / "report.png"
+    proc = browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,1600")
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = (mpimg.imread(shot)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    assert pixels.shape[0] == 1280 * 1600
+    colours = {tuple(p) for p in np.unique(pixels, axis=0)}
+    assert CPU_BG in colours, "CPU rows are not shaded green"
+    assert GPU_BG in colours, "GPU rows are not shaded blue"
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+def test_min_p_value_bounds() -> None:
+    assert min_p_value(3, 3) == pytest.approx(0.1)
+    assert min_p_value(7, 7) == pytest.approx(2 / 3432)
+
+
+def test_compare_flags_a_2x_slowdown(runs: dict[str, Path], tmp_path: Path) -> None:
+    slow = scaled_copy(runs["a"], tmp_path / "run-b", 2.0)
+    c = compare([runs["a"], slow])
+    ok = [k for k in c.keys if c.samples[(k, "run-a")].ok]
+    assert {k[:3] for k in ok} >= {("numpy", "cpu", "loop"), ("numpy", "cpu", "fused")}
+    flagged = 0
+    for k in ok:
+        a = c.samples[(k, "run-a")].times
+        v = c.verdicts[(k, "run-b")]
+        assert v.ratio == pytest.approx(2.0)
+        assert v.mark in ("slower", ""), (k, v)
+        if a.max() / a.min() < 2.0:
+            # Run A's own spread is smaller than the slowdown: every B repeat is slower than every A repeat.
+            assert v.mark == "slower", (k, v, a)
+            assert v.p_value == pytest.approx(min_p_value(a.size, a.size))
+        else:
+            # A busy host can make a run's noise as large as the change; compare must then not claim it.
+            assert v.mark == "slower" or v.text == "no significant difference", (k, v)
+        flagged += v.mark == "slower"
+    assert flagged >= 1, "not one cell of a 2x slowdown was flagged"
+    for k in c.keys:
+        if not c.samples[(k, "run-a")].ok:
+            assert c.verdicts[(k, "run-b")].mark == ""
+            assert c.verdicts[(k, "run-b")].text == "not comparable"
+    faster = compare([slow, runs["a"]])
+    assert {faster.verdicts[(k, "run-a")].mark for k in ok} <= {"faster", ""}
+    assert sum(faster.verdicts[(k, "run-a")].mark == "faster" for k in ok) == flagged
+
+
+def test_compare_identical_runs_are_not_flagged(runs: dict[str, Path], tmp_path: Path) -> None:
+    twin = tmp_path / "twin"
+    shutil.copytree(runs["a"], twin)
+    c = compare([runs["a"], twin])
+    verdicts = [c.verdicts[(k, "twin")] for k in c.keys]
+    assert not any(v.mark for v in verdicts)
+    assert any(v.text == "no significant difference" and v.ratio == 1.0 for v in verdicts)
+    assert c.provenance == []
+
+
+def test_compare_with_three_repeats_says_too_few(runs: dict[str, Path], tmp_path: Path) -> None:
+    slow = scaled_copy(runs["diverging"], tmp_path / "diverging-slow", 2.0)
+    c = compare([runs["diverging"], slow])
+    v = c.verdicts[(("numpy", "cpu", "loop", 2), "diverging-slow")]
+    assert v.mark == "" and v.ratio == pytest.approx(2.0)
+    assert v.text.startswith("too few repeats to decide (3 vs 3")
+    failed = c.verdicts[(("numpy", "cpu", "loop", 10), "diverging-slow")]
+    assert failed.mark == "" and failed.ratio is None
+    assert c.samples[(("numpy", "cpu", "loop", 10), "diverging")].status == "failed"
+
+
+def test_compare_cli_terminal_and_files(runs: dict[str, Path], tmp_path: Path) -> None:
+    slow = scaled_copy(runs["a"], tmp_path / "run-b", 2.0)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(cli(), ["compare", str(runs["a"]), str(slow), str(runs["two_threads"]),
+                                        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Mann-Whitney U" in text and "▲ SLOWER" in text and "2.000×" in text
+    assert "unavailable" in text
+    # The two-thread run differs in provenance: shown at the top, before the table.
+    assert text.index("threads") < text.index("Median time per iteration")
+    rows = pd.read_csv(out / "compare.csv")
+    b = rows[(rows.run == "run-b") & (rows.framework == "numpy") & (rows.device == "cpu")]
+    assert "slower" in set(b["mark"].fillna("")) and "faster" not in set(b["mark"].fillna(""))
+    a_doc = doc_rows(runs["a"] / "numpy-cpu.json")
+    loop2 = rows[(rows.run == "run-a") & (rows.framework == "numpy") & (rows.variant == "loop") & (rows.dim == 2)
+                 & (rows.device == "cpu")]
+    iters = loads((runs["a"] / "numpy-cpu.json").read_text())["problem"]["iters"]
+    assert json.loads(loop2["repeat_times_per_iter_s"].iloc[0]) == pytest.approx(
+        [t / iters for t in a_doc[("loop", 2)]["repeat_times_s"]])
+    md = (out / "compare.md").read_text()
+    assert "| threads | 1 | 1 | 2 |" in md and "**▲ SLOWER**" in md
+    page = out / "compare.html"
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        dom = browse(page, tmp_path, "--dump-dom")
+        parsed = _Dom()
+        parsed.feed(dom.stdout)
+        assert ("slower", "▲ SLOWER") in parsed.cells
+
+
+def test_same_run_id_is_told_apart_by_path(runs: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere" / "run-a"
+    shutil.copytree(runs["a"], other)
+    c = compare([runs["a"], other])
+    assert c.labels == [f"run-a ({runs['a']})", f"run-a ({other})"]
+    same = compare([runs["a"], runs["a"]])
+    assert len(set(same.labels)) == 2
+    assert "run-a" in render_csv(same)
+
+
+def test_compare_needs_two_runs(runs: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli(), ["compare", str(runs["a"])])
+    assert result.exit_code == 2
+    assert "at least two runs" in result.output
