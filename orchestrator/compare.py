@@ -97,6 +97,17 @@ class Comparison:
     min_effect: float
 
     @property
+    def aliases(self) -> list[str]:
+        """Short column names (A, B, …): run ids are long timestamps that would swamp the table."""
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        return [letters[i] if i < len(letters) else f"R{i + 1}" for i in range(len(self.labels))]
+
+    @property
+    def legend(self) -> str:
+        names = ", ".join(f"{a} = {label}" for a, label in zip(self.aliases, self.labels, strict=True))
+        return f"Runs: {names}. Ratios are each run's median over {self.aliases[0]}'s."
+
+    @property
     def method(self) -> str:
         return (
             "Test: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu; exact p without ties, normal approximation "
@@ -147,6 +158,8 @@ def verdict(a: Sample, b: Sample, alpha: float = ALPHA, min_effect: float = MIN_
 
 def _values(df: pd.DataFrame, column: str) -> str:
     values = sorted({_text(v) for v in df[column].dropna() if str(v) != ""})
+    if column == "blas":  # threadpoolctl lists libraries in load order, which varies between runs
+        values = sorted({part for v in values for part in v.split("; ")})
     return "; ".join(values) if values else "—"
 
 
@@ -235,9 +248,10 @@ def _verdict_text(v: Verdict) -> str:
 
 def table_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the side-by-side table (shared by terminal, markdown and HTML)."""
-    header = ["framework", "device", "variant", "d", c.labels[0]]
-    for label in c.labels[1:]:
-        header += [label, f"{label} / {c.labels[0]}", "p", "verdict"]
+    first, *others = c.aliases
+    header = ["framework", "device", "variant", "d", first]
+    for alias in others:
+        header += [alias, f"{alias}/{first}", "p", "verdict"]
     rows = []
     for k in c.keys:
         row = [k[0], k[1], k[2], str(k[3]), _sample_text(c.samples[(k, c.labels[0])])]
@@ -256,14 +270,14 @@ def print_terminal(c: Comparison, file: Any = None) -> None:
 
     console = Console(file=file)
     if not console.is_terminal:
-        console = Console(file=file, width=max(160, 60 + 60 * len(c.labels)))
-    console.print(Text(f"Runs: {', '.join(c.labels)} (ratios are against {c.labels[0]})"))
+        console = Console(file=file, width=80 + 75 * len(c.labels))
+    console.print(Text(c.legend))
     if c.provenance:
         console.print(Text("Provenance that differs between runs", style="bold"))
         prov = Table()
         prov.add_column("")
-        for label in c.labels:
-            prov.add_column(Text(label), overflow="fold")
+        for alias in c.aliases:
+            prov.add_column(Text(alias), overflow="fold")
         for name, values in c.provenance:  # Text, not str: "[numpy/cpu]" is not rich markup
             prov.add_row(Text(name), *(Text(v) for v in values))
         console.print(prov)
@@ -287,10 +301,9 @@ def render_markdown(c: Comparison) -> str:
     def md(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
 
-    out = ["# gdbench compare", "", f"Runs: {', '.join(md(x) for x in c.labels)} (ratios are against "
-           f"{md(c.labels[0])}).", "", "## Provenance that differs", ""]
+    out = ["# gdbench compare", "", md(c.legend), "", "## Provenance that differs", ""]
     if c.provenance:
-        out += ["| | " + " | ".join(md(x) for x in c.labels) + " |", "|" + "---|" * (len(c.labels) + 1)]
+        out += ["| | " + " | ".join(c.aliases) + " |", "|" + "---|" * (len(c.labels) + 1)]
         out += ["| " + " | ".join(md(x) for x in [name, *values]) + " |" for name, values in c.provenance]
     else:
         out.append("No recorded difference between the runs.")
@@ -309,10 +322,10 @@ def render_html(c: Comparison) -> str:
              f"<style>{CSS} td.slower {{ color: #a40000; font-weight: 700; }} "
              "td.faster { color: #1b6e20; font-weight: 700; } .warning { color: #8a5a00; font-weight: 600; }</style>",
              "</head><body><h1>gdbench compare</h1>",
-             f"<p>Runs: {e(', '.join(c.labels))} (ratios are against {e(c.labels[0])}).</p>",
+             f"<p>{e(c.legend)}</p>",
              "<h2>Provenance that differs</h2>"]
     if c.provenance:
-        parts.append("<table class='provenance'><thead><tr><th></th>" + "".join(f"<th>{e(x)}</th>" for x in c.labels)
+        parts.append("<table class='provenance'><thead><tr><th></th>" + "".join(f"<th>{e(x)}</th>" for x in c.aliases)
                      + "</tr></thead><tbody>" + "".join(
                          "<tr>" + "".join(f"<td>{e(x)}</td>" for x in [name, *values]) + "</tr>"
                          for name, values in c.provenance) + "</tbody></table>")
