@@ -50,7 +50,7 @@ def read_documents(run_dir: Path) -> tuple[dict[str, Any], list[tuple[Path, dict
 def _blas_summary(blas: list[dict[str, Any]] | None) -> str | None:
     if not blas:
         return None
-    return "; ".join(f"{b.get('internal_api')} {b.get('version')} x{b.get('num_threads')}" for b in blas)
+    return "; ".join(sorted(f"{b.get('internal_api')} {b.get('version')} x{b.get('num_threads')}" for b in blas))
 
 
 def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str, Any] | None = None) -> list[dict]:
