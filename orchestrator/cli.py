@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from solvers import registry
@@ -164,11 +165,12 @@ def doctor_command(
         for col in ("check", "status", "detail", "fix"):
             table.add_column(col, overflow="fold")
         for c in checks:
-            table.add_row(c.name, f"[{style[c.level]}]{c.level}[/]", c.detail, c.fix or "")
+            table.add_row(escape(c.name), f"[{style[c.level]}]{c.level}[/]", escape(c.detail), escape(c.fix or ""))
         _out().print(table)
     bad = blockers(checks)
     if bad:
-        _err().print(f"[bold red]{len(bad)} blocker(s)[/]: " + "; ".join(f"{c.name}: fix with {c.fix}" for c in bad))
+        listed = "; ".join(f"{c.name}: fix with {c.fix}" for c in bad)
+        _err().print(f"[bold red]{len(bad)} blocker(s)[/]: " + escape(listed))
         return 1
     return EXIT_OK
 
@@ -210,7 +212,7 @@ def images_command(
     for col in ("service", "tag", "built", "size", "framework", "cuda", "id"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["service"], r["tag"], "[green]yes[/]" if r["built"] else "[red]no[/]",
+        table.add_row(escape(r["service"]), escape(r["tag"]), "[green]yes[/]" if r["built"] else "[red]no[/]",
                       f"{r['size_bytes'] / 1e9:.2f} GB" if r["size_bytes"] else "-", r["framework_version"] or "-",
                       r["cuda_version"] or "-", (r["id"] or "-").removeprefix("sha256:")[:12])
     _out().print(table)

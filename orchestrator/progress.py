@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -56,7 +57,7 @@ class SweepProgress:
         self.progress.stop()
 
     def note(self, message: str, style: str = "yellow") -> None:
-        self.console.print(message, style=style, highlight=False, soft_wrap=True)
+        self.console.print(message, style=style, highlight=False, soft_wrap=True, markup=False)
 
     def start(self, key: str, total: int, what: str = "starting") -> None:
         self._task = self.progress.add_task(what, total=total, key=key)
@@ -64,7 +65,7 @@ class SweepProgress:
     def line(self, line: str) -> None:
         """Feed one stderr line of the running container."""
         if self.verbose:
-            self.progress.console.print(f"  [dim]{line}[/dim]", highlight=False, soft_wrap=True)
+            self.progress.console.print(f"  {line}", style="dim", highlight=False, soft_wrap=True, markup=False)
         parsed = parse_line(line)
         if parsed is None or self._task is None:
             return
@@ -100,7 +101,8 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
         t = r.get("timings") or {}
         style = STATUS_STYLE.get(r["status"], "white")
         best = r.get("best_time_per_iter_s")
-        table.add_row(r["key"], (r.get("image") or {}).get("tag") or "-", f"[{style}]{r['status']}[/{style}]",
+        tag = (r.get("image") or {}).get("tag") or "-"
+        table.add_row(escape(r["key"]), escape(tag), f"[{style}]{r['status']}[/{style}]",
                       f"{r.get('rows_ok', 0)}/{r.get('rows', 0)}",
                       "-" if best is None else f"{best * 1e3:.4f} (d={r.get('best_dim')})",
                       _fmt(t.get("wall_s")), _fmt(t.get("overhead_s")), _fmt(t.get("first_line_s")))

@@ -192,8 +192,8 @@ def _no_gpu_reason(local: bool, docker_host: DockerHost | None, gpus: gpuhost.Ho
     facts = docker_host.facts() if docker_host else None
     runtimes = ", ".join(facts.runtimes) if facts and facts.runtimes else "none"
     return (f"GPU requested but this Docker host has no NVIDIA runtime: docker info lists runtimes [{runtimes}] and "
-            f"no CDI spec dirs; install the NVIDIA Container Toolkit (nvidia-ctk runtime configure --runtime=docker, "
-            f"then restart dockerd) or run with --devices cpu")
+            "no NVIDIA CDI devices; install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
+            "--runtime=docker, then restart dockerd) or run with --devices cpu")
 
 
 @contextlib.contextmanager
