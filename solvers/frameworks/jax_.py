@@ -4,15 +4,18 @@
 from a Python loop, so every iteration pays one dispatch.
 
 ``fused`` compiles the whole run into one XLA program (``lax.fori_loop`` whose trip count is a traced
-argument, so the 2x-iterations sync check reuses the executable). Two layout choices, made once in
-``setup`` and outside the clock, make it the fastest honest form measured here:
+argument, so the 2x-iterations sync check reuses the executable). Three choices make it the fastest
+honest form measured here (the layout is built once in ``setup``, outside the clock):
 
 * the design matrix is stored transposed and augmented, ``A = [Xᵀ; 1ᵀ]`` (d+1, n), with θ = (W, b), so a
   single product ``θ·A`` gives ŷ and a single product ``A·r`` gives both gradients (the ones row yields
   Σr): two passes over the data per step and nothing else;
 * both products contract over A's leading or trailing axis directly (``lax.dot_general``), which XLA:CPU
   turns into plain GEMV calls. With (n, d) ``X`` it instead handles ``X.T @ r`` poorly, and its
-  (n, 2)-shaped products are slow.
+  (n, 2)-shaped products are slow;
+* the dynamic count runs as whole blocks of 256 steps, then 16, then single steps, each block a loop with
+  a static trip count: XLA:GPU reads an unknown-trip-count loop's predicate back to the host after every
+  step, a known one it does not (see ``_fused``). On CPU this measured the same as one flat loop.
 
 The algorithm is unchanged: same steps, same arithmetic per element (the bias gradient is Σr, computed as
 a dot with ones). Precomputing XᵀX would change the per-step work, so it is not done.
@@ -38,6 +41,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -67,16 +71,33 @@ def _step(X: jax.Array, y: jax.Array, W: jax.Array, b: jax.Array, lr: jax.Array)
     return W - lr * dW, b - lr * db
 
 
+#: Static block sizes of the fused loop, largest first (the last must be 1); see ``_fused``.
+BLOCKS = (256, 16, 1)
+
+
 @jax.jit
 def _fused(iters: jax.Array, A: jax.Array, y: jax.Array, theta0: jax.Array,
            step: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``iters`` steps on θ = (W, b) with A = [Xᵀ; 1ᵀ]; ``step`` = 2·lr/n, so θ += step·A·(y − θ·A)."""
+    """``iters`` steps on θ = (W, b) with A = [Xᵀ; 1ᵀ]; ``step`` = 2·lr/n, so θ += step·A·(y − θ·A).
 
-    def body(_: jax.Array, theta: jax.Array) -> jax.Array:
+    The count is traced, so XLA cannot know the trip count of a plain loop over it, and XLA:GPU then copies
+    the loop predicate to the host and waits for it after every step. Running ``iters`` as whole blocks of
+    256, then of 16, then single steps keeps the count dynamic while the inner block loops have a static
+    trip count that XLA:GPU runs without that round trip: at most iters/256 + 33 host waits per run instead
+    of ``iters``. The steps and their order are unchanged.
+    """
+
+    def one(_: jax.Array, theta: jax.Array) -> jax.Array:
         r = y - lax.dot_general(theta, A, (((0,), (0,)), ((), ())), precision=HIGHEST)
         return theta + step * lax.dot_general(r, A, (((0,), (1,)), ((), ())), precision=HIGHEST)
 
-    theta = lax.fori_loop(0, iters, body, theta0)
+    def block(size: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        return one if size == 1 else lambda _, theta: lax.fori_loop(0, size, one, theta)
+
+    theta, rest = theta0, iters
+    for size in BLOCKS:
+        theta = lax.fori_loop(0, rest // size, block(size), theta)
+        rest = rest % size
     return theta[:-1], theta[-1]
 
 
