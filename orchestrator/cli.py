@@ -30,6 +30,7 @@ from .spec import (
     parse_devices,
     parse_dims,
     parse_frameworks,
+    parse_labels,
     parse_mem,
     parse_variants,
 )
@@ -94,6 +95,8 @@ def run_command(
         help="continue the run in this directory: containers with a (not failed) document there are skipped")] = None,
     no_sync_check: Annotated[bool, typer.Option(
         "--no-sync-check", help="skip the solver's 2x-iterations sync check (quick runs on a busy host)")] = False,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
     docker_host: DockerOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
@@ -111,8 +114,9 @@ def run_command(
         "mem_limit": parse_mem(mem_limit) if mem_limit is not None else None, "pids_limit": pids_limit,
         "sync_check": False if no_sync_check else None,
     }
+    extra_labels = parse_labels(label or [])
     sweep_choice = {"frameworks": parse_frameworks(frameworks), "devices": parse_devices(devices),
-                    "backend": backend.value}
+                    "backend": backend.value, "labels": extra_labels}
     if resume is not None:
         if out is not None and out != resume:
             raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")

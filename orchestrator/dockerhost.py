@@ -236,7 +236,7 @@ class DockerHost:
             "image": image.id,
             "command": spec.solver_args(),
             "name": container_name(spec),
-            "labels": {LABEL_MANAGED: "1", LABEL_RUN: spec.run_id, LABEL_KEY: spec.key},
+            "labels": {**spec.labels, LABEL_MANAGED: "1", LABEL_RUN: spec.run_id, LABEL_KEY: spec.key},
             "environment": env,
             "user": user,
             "read_only": True,

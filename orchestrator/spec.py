@@ -97,6 +97,19 @@ def parse_cpuset(text: str) -> list[int]:
     return sorted(cpus)
 
 
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs; gdbench's own ``io.gdbench.*`` keys cannot be overridden."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidOptions(f"--label must be KEY=VALUE, got {item!r}")
+        if key.startswith(("io.gdbench.managed", "io.gdbench.run", "io.gdbench.container")):
+            raise InvalidOptions(f"--label {key} is set by gdbench itself")
+        labels[key.strip()] = value
+    return labels
+
+
 def format_cpuset(cpus: list[int]) -> str:
     return ",".join(map(str, cpus))
 
@@ -132,6 +145,8 @@ class SweepOptions:
     pids_limit: int = 4096
     backend: str = "docker"
     sync_check: bool = True
+    #: Extra container labels (e.g. a CI job id), on top of gdbench's own.
+    labels: dict[str, str] = field(default_factory=dict)
 
     #: The fields that define the numbers; a resumed run must keep them.
     PROBLEM_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
@@ -215,6 +230,7 @@ class RunSpec:
     pids_limit: int = 4096
     run_id: str = ""
     sync_check: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -237,7 +253,7 @@ class RunSpec:
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
-                   sync_check=opts.sync_check)
+                   sync_check=opts.sync_check, labels=dict(opts.labels))
 
 
 def framework_devices(framework: str) -> tuple[str, ...]:

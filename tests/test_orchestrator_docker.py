@@ -83,11 +83,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def created_containers(host: DockerHost, since: dt.datetime, until: dt.datetime, run_id: str | None = None) -> list:
+def created_containers(host: DockerHost, since: dt.datetime, until: dt.datetime, *labels: str) -> list:
     """Container ``create`` events for gdbench-labelled containers in a time window (the daemon's own record)."""
-    labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])
+    label_list = [f"{LABEL_MANAGED}=1", *labels]  # a list: docker-py wraps anything else as one value
     events = host.client.events(since=since - dt.timedelta(seconds=1), until=until + dt.timedelta(seconds=1),
-                                filters={"type": "container", "event": "create", "label": labels}, decode=True)
+                                filters={"type": "container", "event": "create", "label": label_list}, decode=True)
     return [e["Actor"]["Attributes"].get("name") for e in events]
 
 
@@ -152,7 +152,7 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, co
 
     # Every started container was removed, and exactly the CPU ones were ever created.
     assert host.managed_containers(manifest["run_id"]) == []
-    created = created_containers(host, sweep["t0"], sweep["t1"], manifest["run_id"])
+    created = created_containers(host, sweep["t0"], sweep["t1"], f"{LABEL_RUN}={manifest['run_id']}")
     expected = len(keys) if facts.nvidia_runtime else len(registry.FRAMEWORKS)
     assert len(created) == expected, created
 
@@ -197,15 +197,22 @@ def test_bad_options_and_missing_parts_start_no_container(host: DockerHost, comp
                                                                  "numpy) is not built — fix: make images"),
         (["--frameworks", "jax", "--compose", str(broken)], 5, "has no service 'jax'"),
     ]
+    mark = f"io.gdbench.test=refusals-{os.getpid()}-{time.time_ns()}"  # other gdbench runs may share the daemon
     t0 = _now()
     for args, code, message in cases:
         out = tmp_path / f"run{code}-{len(args)}"
-        r = gdbench("run", *SMALL, *args, "--out", str(out), timeout=120)
+        r = gdbench("run", *SMALL, "--label", mark, *args, "--out", str(out), timeout=120)
         assert r.returncode == code, (args, r.stderr)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
         assert not (out / "manifest.json").exists()
-    assert created_containers(host, t0, _now()) == []
+    assert created_containers(host, t0, _now(), mark) == []
+    # The same label on a run that does start proves the check sees what it should.
+    t1 = _now()
+    ok = gdbench("run", *SMALL, "--label", mark, "--frameworks", "numpy", "--devices", "cpu", "--out",
+                 str(tmp_path / "ok"), timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert len(created_containers(host, t1, _now(), mark)) == 1
 
 
 def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path) -> None:
