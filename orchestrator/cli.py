@@ -60,11 +60,12 @@ def _err() -> Console:
 
 @app.command("run")
 def run_command(
-    frameworks: Annotated[str, typer.Option(
-        "--frameworks", "-f", help=f"comma list of {', '.join(registry.FRAMEWORKS)}, or all")] = "all",
-    devices: Annotated[str, typer.Option(
+    frameworks: Annotated[str | None, typer.Option(
+        "--frameworks", "-f", help=f"comma list of {', '.join(registry.FRAMEWORKS)}, or all",
+        show_default="all")] = None,
+    devices: Annotated[str | None, typer.Option(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
-        "else the CPU)")] = "auto",
+        "else the CPU)", show_default="auto")] = None,
     variants: Annotated[str | None, typer.Option(
         help=f"comma list of {', '.join(VARIANTS)}", show_default="all")] = None,
     dims: Annotated[str | None, typer.Option(
@@ -88,9 +89,9 @@ def run_command(
     mem_limit: Annotated[str | None, typer.Option(help="memory per container, no swap", show_default="4g")] = None,
     pids_limit: Annotated[int | None, typer.Option(
         help="processes + threads per container", show_default="4096")] = None,
-    backend: Annotated[Backend, typer.Option(
+    backend: Annotated[Backend | None, typer.Option(
         help="docker: one hardened container per (framework, device); local: python -m solvers "
-        "subprocesses in this environment")] = Backend.docker,
+        "subprocesses in this environment", show_default="docker")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="continue the run in this directory: containers with a (not failed) document there are skipped")] = None,
     no_sync_check: Annotated[bool, typer.Option(
@@ -113,19 +114,18 @@ def run_command(
         "flavour": flavour.value if flavour else None, "timeout_s": timeout,
         "mem_limit": parse_mem(mem_limit) if mem_limit is not None else None, "pids_limit": pids_limit,
         "sync_check": False if no_sync_check else None,
+        "frameworks": parse_frameworks(frameworks) if frameworks is not None else None,
+        "devices": parse_devices(devices) if devices is not None else None,
+        "backend": backend.value if backend else None,
+        "labels": parse_labels(label) if label else None,
     }
-    extra_labels = parse_labels(label or [])
-    sweep_choice = {"frameworks": parse_frameworks(frameworks), "devices": parse_devices(devices),
-                    "backend": backend.value, "labels": extra_labels}
-    if resume is not None:
+    if resume is not None:  # what is not given now comes from the run being resumed
         if out is not None and out != resume:
             raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
-        opts, _ = resume_options(resume, {**given})
-        opts = SweepOptions.from_dict({**opts.to_dict(), **sweep_choice})
+        opts, _ = resume_options(resume, given)
         out = resume
     else:
-        opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **sweep_choice,
-                                       **{k: v for k, v in given.items() if v is not None}})
+        opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
     code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
                               progress=SweepProgress(verbose=verbose), docker_url=docker_host)
     typer.echo(str(run_dir))

@@ -234,11 +234,12 @@ def test_local_backend_resume_and_timeout(tmp_path: Path) -> None:
     assert again.returncode == 2 and "--resume" in again.stderr  # never mixes two runs in one directory
     clash = gdbench("run", "--backend", "local", "--resume", str(out), "--n", "600")
     assert clash.returncode == 2 and "--n 600" in clash.stderr
-    resumed = gdbench("run", "--backend", "local", "--resume", str(out), "--frameworks", "numpy")
+    resumed = gdbench("run", "--resume", str(out))  # backend, frameworks, sizes: all from the run's manifest
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "numpy-cpu.json").read_text() == first  # skipped, not re-run
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["containers"][0]["resumed"] is True and "resumed_utc" in manifest
+    assert [c["key"] for c in manifest["containers"]] == ["numpy-cpu"] and manifest["backend"] == "local"
 
     slow = tmp_path / "slow"
     t0 = time.monotonic()
