@@ -205,7 +205,8 @@ class DockerHost:
                 if "error" in chunk:
                     detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
                     raise GdbenchError(f"building {service.image} failed: {detail.strip()}",
-                                       fix=f"see the build log above; then: gdbench images --build {service.name}")
+                                       fix="see the build log above; the context needs the locked wheels "
+                                       "(make wheelhouse), or build with make images")
                 text = chunk.get("stream") or chunk.get("status") or ""
                 for line in text.splitlines():
                     if line.strip():
