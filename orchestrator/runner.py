@@ -216,21 +216,38 @@ def locked(out_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM raises ``Interrupted`` (SIGINT already raises KeyboardInterrupt) so cleanup code runs."""
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
+class SignalGuard:
+    """While a sweep runs, the first SIGINT/SIGTERM interrupts it; any later one is counted, not obeyed.
 
+    The first signal unwinds like Ctrl-C (``KeyboardInterrupt`` / ``Interrupted``) so the running container is
+    killed and removed and the manifest says ``interrupted``. A second Ctrl-C, or a supervisor repeating its
+    SIGTERM, must not cut that cleanup short: it would leave a manifest saying ``running`` and a traceback.
+    """
+
+    def __init__(self) -> None:
+        self.armed = True  # False once the sweep is past the point where an interrupt could stop anything
+
+    def handler(self, signum: int, _frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[SignalGuard]:
+    """Install a ``SignalGuard`` for SIGINT and SIGTERM (main thread only), restoring the old handlers after."""
+    guard = SignalGuard()
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, guard.handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        pass
     try:
-        yield
+        yield guard
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _row_stats(doc: dict[str, Any]) -> dict[str, Any]:
@@ -299,27 +316,33 @@ class SweepRunner:
                 self.manifest["resumed_utc"] = collect_time()
         self._write_manifest("running")
         interrupted: BaseException | None = None
-        with signals_as_interrupts():
-            for item in s.planned:
-                try:
-                    self._one(item)
-                except (KeyboardInterrupt, Interrupted) as exc:
-                    interrupted = exc
-                    self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
-                    self.progress.finish("interrupted")
-                    break
-                finally:
-                    self._write_manifest("running")
+        with signals_as_interrupts() as guard:
+            try:
+                for item in s.planned:
+                    done = len(self.records)
+                    try:
+                        self._one(item)
+                    except (KeyboardInterrupt, Interrupted):
+                        if len(self.records) == done:
+                            self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
+                        self.progress.finish("interrupted")
+                        raise
+                    finally:
+                        self._write_manifest("running")
+            except (KeyboardInterrupt, Interrupted) as exc:
+                interrupted = exc
+            guard.armed = False  # from here on a signal changes nothing: finish the record
             if interrupted is not None and s.docker is not None:
                 with contextlib.suppress(Exception):
                     s.docker.remove_containers(s.run_id)
-        self._write_manifest("interrupted" if interrupted else "complete")
-        self.progress.progress.stop()
-        self.progress.console.print(summary_table(self.records))
-        self._print_overhead()
+            self._write_manifest("interrupted" if interrupted else "complete")
+            self.progress.progress.stop()
+            self.progress.console.print(summary_table(self.records))
+            self._print_overhead()
+            if interrupted is not None:
+                self.progress.note(f"interrupted; documents so far are in {s.out_dir} "
+                                   f"(continue with: gdbench run --resume {s.out_dir})", style="magenta")
         if interrupted is not None:
-            self.progress.note(f"interrupted; documents so far are in {s.out_dir} "
-                               f"(continue with: gdbench run --resume {s.out_dir})", style="magenta")
             return EXIT_INTERRUPTED
         statuses = {r["status"] for r in self.records}
         if "failed" in statuses or "invalid" in statuses:
