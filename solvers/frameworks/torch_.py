@@ -1,0 +1,301 @@
+"""PyTorch on CPU and CUDA GPU.
+
+``loop`` is the step as torch's tutorials write it: tensor expressions that allocate a temporary per op,
+with the gradient written out by hand (no autograd, run under ``torch.inference_mode``).
+
+``fused`` is the fastest honest form we measured on each device. Every step does the same two passes over
+X as ``loop`` (Xᵀr needs the whole residual r, so they cannot merge), through five ops and no allocation;
+θ = (W, b) and its gradient g = (gW, gb) are each one buffer with views, so one op updates both:
+
+    r = y − X·W            torch.addmv(y, X, W, alpha=−1, out=r)
+    r −= b                 r.sub_(b)
+    gW = Xᵀr               torch.mv(X.T, r, out=gW)            (X.T is a view: BLAS reads X transposed)
+    gb = Σr                torch.sum(r, 0, keepdim=True, out=gb)
+    θ += (2·lr/n)·g        theta.add_(grad, alpha=2·lr/n)
+
+Why not ``W.addmv_(X.T, r, alpha=2·lr/n)``, one op fewer: BLAS gemv accumulates its partial dot products
+straight into W, rounding each against W's magnitude; in float32 that alone left W off by 1e-3 (the
+tolerance) after 1000 steps, against 4e-7 for the separate gradient.
+
+*GPU*: the step is captured into CUDA graphs, so a whole block of steps costs one launch from Python.
+Graphs hold blocks of 128, 64, …, 1 steps, all captured once per solver after a warm-up on a side stream
+(as the CUDA-graph docs require); a run replays the 128-block ⌊iters/128⌋ times and covers the remainder
+with at most seven smaller graphs, so any iteration count runs exactly. The graphs read and write static
+buffers; each run first copies (W0, b0) into them. We capture eager cuBLAS ops by hand rather than use
+``torch.compile(mode="reduce-overhead")``, which replays CUDA graphs too: the hand-made graphs need no
+Triton compilation (seconds to tens of seconds per dimension) and no recompiles across shapes. Inductor
+could fuse r −= b and Σr into its own reductions, saving two or three of the five kernels per step, which
+may matter at small d. That trade is unmeasured: no GPU was at hand when this path was written, so the
+GPU numbers are the first test of this choice.
+
+*CPU*: eager with fused BLAS calls into preallocated buffers. Candidates, n=10,000, float64, 1000 iterations;
+min µs per iteration over 9 rounds, candidates interleaved within each run (A, B, C) because this 2-core
+host was shared (load 5-8) while measuring; ``torch.compile`` is inductor's C++ backend, fullgraph, static::
+
+                                       A: 2 threads     B: 1 thread      C: 2 threads, kernels 1 thread
+                                       d=2    d=100     d=2    d=100     d=2    d=100
+    loop                                32      231      46      451      31      365
+    eager fused (chosen)                20      208      26      404      19      325
+    compile, one step                  180      353      43     1030       -        -
+    compile, 32-step block              35      394      20     1153      17     1075
+    compile, one step, mv as mm         178      271      48      336       -        -
+    compile, 32-step block, mv as mm   108      331      28      431      21      357
+    (cpp_wrapper=True made A's blocks no faster: 45 / 131 at d=2.)
+
+Inductor decomposes ``mv`` into its own C++ reduction loops, 3x slower than MKL's gemv at d=100; written as
+``mm`` it stays an MKL call and the compiled block then only removes Python dispatch, which ties eager. Its
+OpenMP regions (three per step) collapse on a contended host (medians in milliseconds in run A). The one
+win, d=2 with single-threaded kernels (17 against 19 µs), is inside this host's noise and costs 2-50 s of
+compilation per dimension plus a C++ compiler at run time, so ``fused`` stays eager on CPU.
+
+No TF32 anywhere: ``allow_tf32`` is off for matmul and cuDNN and float32 matmul precision is "highest",
+set at import and recorded in ``details``. Compile caches (``TORCHINDUCTOR_CACHE_DIR``,
+``TRITON_CACHE_DIR``) go under the temp dir when unset and ``$HOME`` is not writable (read-only images).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+
+def _default_cache_dirs() -> dict[str, str]:
+    """Point compile caches at the temp dir when ``$HOME`` cannot hold them; returns what was set.
+
+    Must run before torch (and Triton) read the variables; inductor's own default is already under the temp
+    dir, Triton's is ``~/.triton/cache``, which a read-only root filesystem refuses.
+    """
+    home = os.path.expanduser("~")
+    if os.path.isdir(home) and os.access(home, os.W_OK):
+        return {}
+    base = os.path.join(tempfile.gettempdir(), f"gdbench-torch-{os.getuid()}")
+    chosen = {}
+    for var, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
+        if not os.environ.get(var):
+            os.environ[var] = chosen[var] = os.path.join(base, sub)
+    return chosen
+
+
+CACHE_DIRS_SET = _default_cache_dirs()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..base import Framework, Solver, Unavailable  # noqa: E402
+from ..problem import ProblemData  # noqa: E402
+
+
+def _disable_tf32() -> None:
+    """TF32 would silently round float32 matmuls to a 10-bit mantissa on Ampere and newer GPUs."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+_disable_tf32()
+
+
+class _Base:
+    """Data on the device, shared by every variant; ``setup`` returns only once the copy has landed."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def setup(self, data: ProblemData) -> None:
+        dev = self.device
+        self.X = torch.from_numpy(data.X).to(dev).contiguous()
+        self.y = torch.from_numpy(data.y).to(dev)
+        self.W0 = torch.from_numpy(data.W0).to(dev)
+        self.b0 = torch.full((), data.b0, dtype=self.X.dtype, device=dev)
+        self.n = int(data.X.shape[0])
+        self.lr = float(data.lr)
+        self.sync(None)
+
+    def sync(self, out: Any) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def fetch(self, out: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, float]:
+        W, b = out
+        return W.detach().cpu().numpy().copy(), float(b.detach().cpu().reshape(()).item())
+
+
+class LoopSolver(_Base):
+    """Allocating tensor expressions, one Python iteration per step."""
+
+    @torch.inference_mode()
+    def run(self, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y, lr, n = self.X, self.y, self.lr, self.n
+        W = self.W0.clone()
+        b = self.b0.clone()  # a device scalar: no host round-trip per step
+        for _ in range(iters):
+            y_hat = X @ W + b
+            dW = -2.0 / n * (X.T @ (y - y_hat))
+            db = -2.0 / n * torch.sum(y - y_hat)
+            W = W - lr * dW
+            b = b - lr * db
+        return W, b
+
+
+class EagerFusedSolver(_Base):
+    """Five in-place BLAS-backed ops per step on preallocated buffers (see the module docstring)."""
+
+    def setup(self, data: ProblemData) -> None:
+        super().setup(data)
+        d = int(data.X.shape[1])
+        # θ = (W, b) and its gradient each live in one buffer, so one add_ updates both.
+        self.theta = torch.empty(d + 1, dtype=self.X.dtype, device=self.device)
+        self.grad = torch.empty_like(self.theta)
+        self.W, self.b = self.theta[:d], self.theta[d:]
+        self.gW, self.gb = self.grad[:d], self.grad[d:]
+        self.r = torch.empty_like(self.y)
+        self.XT = self.X.T
+        self.step_size = 2.0 * self.lr / self.n  # W -= lr·(−2/n)·Xᵀr  ⇔  W += (2·lr/n)·Xᵀr
+        self.sync(None)
+
+    def _step(self) -> None:
+        r = self.r
+        torch.addmv(self.y, self.X, self.W, alpha=-1, out=r)
+        r.sub_(self.b)
+        torch.mv(self.XT, r, out=self.gW)
+        torch.sum(r, 0, keepdim=True, out=self.gb)
+        self.theta.add_(self.grad, alpha=self.step_size)
+
+    def _reset(self) -> None:
+        """Every run starts from (W0, b0), whatever earlier runs left in the buffers."""
+        self.W.copy_(self.W0)
+        self.b.copy_(self.b0)
+
+    @torch.inference_mode()
+    def run(self, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self._reset()
+        for _ in range(iters):
+            self._step()
+        return self.W, self.b
+
+
+class CudaGraphFusedSolver(EagerFusedSolver):
+    """The fused step captured into CUDA graphs of 128, 64, …, 1 steps; a run replays them."""
+
+    BLOCK = 128
+
+    def setup(self, data: ProblemData) -> None:
+        super().setup(data)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    def _capture(self) -> None:
+        """Capture once per solver (first run, so its cost lands in compile_s); the buffers never move."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up: cuBLAS handles and workspaces are created outside capture
+            for _ in range(3):
+                self._step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        pool = None
+        k = self.BLOCK
+        while k >= 1:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                for _ in range(k):
+                    self._step()
+            pool = graph.pool()  # the ops allocate nothing, but share one pool should any do
+            self.graphs[k] = graph
+            k //= 2
+
+    @torch.inference_mode()
+    def run(self, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.graphs:
+            self._capture()
+        self._reset()  # eager copies on the current stream, ordered before the replays
+        for size, count in replay_plan(iters, self.BLOCK):
+            graph = self.graphs[size]
+            for _ in range(count):
+                graph.replay()
+        return self.W, self.b
+
+
+def replay_plan(iters: int, block: int) -> list[tuple[int, int]]:
+    """(graph size, replays) covering exactly ``iters`` steps: ⌊iters/block⌋ full blocks, then the binary
+    digits of the remainder, so graphs of block, block/2, …, 1 steps (block a power of two) suffice."""
+    plan = [(block, iters // block)] if iters >= block else []
+    rest, size = iters % block, block // 2
+    while size:
+        if rest & size:
+            plan.append((size, 1))
+        size //= 2
+    return plan
+
+
+class TorchFramework(Framework):
+    name = "torch"
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def configure_threads(self, threads: int) -> dict[str, Any]:
+        torch.set_num_threads(threads)
+        interop_error = None
+        try:
+            torch.set_num_interop_threads(1)  # one op at a time: the step is a dependent chain
+        except RuntimeError as exc:  # allowed once, before any inter-op work; keep what is in force
+            interop_error = str(exc)
+        return {
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+            "inter_op_error": interop_error,
+        }
+
+    def devices(self) -> list[str]:
+        return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
+
+    def gpu_unavailable_reason(self) -> str:
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            return (f"this torch build ({torch.__version__}) is CPU-only (torch.version.cuda is None); "
+                    "install a CUDA build of torch")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda or torch.version.hip} but sees "
+                f"no device (torch.cuda.device_count() = {torch.cuda.device_count()}, "
+                f"CUDA_VISIBLE_DEVICES={visible!r}): no driver loaded or no GPU passed into the container")
+
+    def make_solver(self, device: str, variant: str) -> Solver:
+        if device == "gpu":
+            if not torch.cuda.is_available():
+                raise Unavailable(self.gpu_unavailable_reason())
+            dev = torch.device("cuda", torch.cuda.current_device())
+            return LoopSolver(dev) if variant == "loop" else CudaGraphFusedSolver(dev)
+        if device != "cpu":
+            raise ValueError(f"unknown device {device!r}")
+        dev = torch.device("cpu")
+        return LoopSolver(dev) if variant == "loop" else EagerFusedSolver(dev)
+
+    def peak_device_memory(self, device: str) -> int | None:
+        if device == "gpu" and torch.cuda.is_available():
+            return int(torch.cuda.max_memory_allocated())
+        return None
+
+    def reset_peak_device_memory(self, device: str) -> None:
+        if device == "gpu" and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def details(self, device: str) -> dict[str, Any]:
+        gpu = device == "gpu" and torch.cuda.is_available()
+        info: dict[str, Any] = {
+            "cuda_build": torch.version.cuda,
+            "hip_build": getattr(torch.version, "hip", None),
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "device_name": torch.cuda.get_device_name() if gpu else None,
+            "device_capability": ".".join(map(str, torch.cuda.get_device_capability())) if gpu else None,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "mkl": torch.backends.mkl.is_available(),
+            "openmp": torch.backends.openmp.is_available(),
+            "fused_backend": ("CUDA graphs of eager cuBLAS ops (blocks of 128 steps)" if device == "gpu"
+                              else "eager MKL/BLAS ops into preallocated buffers (no torch.compile)"),
+            "compile_cache_dirs": {var: os.environ.get(var) for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")},
+        }
+        return info
+
+
+FRAMEWORK = TorchFramework()
