@@ -34,8 +34,16 @@ import pytest
 
 from orchestrator.compose import ComposeFile, load_compose
 from orchestrator.dockerhost import LABEL_KEY, LABEL_MANAGED, LABEL_RUN, DockerHost
-from orchestrator.errors import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, GdbenchError
+from orchestrator.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    GdbenchError,
+    Interrupted,
+)
 from orchestrator.merge import load_runs
+from orchestrator.runner import signals_as_interrupts
 from solvers import schema
 from tests.conftest import ROOT
 
@@ -404,6 +412,50 @@ def test_signal_stops_the_sweep_cleanly_and_resume_runs_only_the_rest(sig: signa
     record(f"{sig.name} to `gdbench run` mid-sweep", f"`{sig.name}` to the process while its 2nd container runs",
            "running container killed and removed; finished document kept byte for byte; manifest `interrupted`; "
            "`--resume` started only the missing container", "interrupted before it finished", proc.returncode)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_guard_obeys_the_first_signal_only(sig: signal.Signals) -> None:
+    """Real signals to this process: the first one raises, later ones during cleanup do not; handlers come back."""
+    before = signal.getsignal(sig)
+    expected = KeyboardInterrupt if sig == signal.SIGINT else Interrupted
+    cleaned = False
+    with pytest.raises(expected), signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the signal is handled before this returns
+        finally:
+            for _ in range(3):  # Ctrl-C hammered while the container is being removed
+                os.kill(os.getpid(), sig)
+            time.sleep(0.05)
+            cleaned = True
+    assert cleaned and signal.getsignal(sig) is before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_repeated_signals_do_not_cut_the_cleanup_short(sig: signal.Signals, host: DockerHost, compose: ComposeFile,
+                                                       tmp_path: Path, dangling_before: set[str]) -> None:
+    """Ctrl-C hammered, or a supervisor repeating SIGTERM: the first signal interrupts, the rest wait."""
+    out = tmp_path / "run"
+    proc = gdbench_bg("run", "--frameworks", "numpy", *LONG, "--out", str(out))
+    try:
+        run_id = _run_id(out, proc)
+        wait_running(host, run_id, "numpy-cpu", proc)
+        for _ in range(5):
+            proc.send_signal(sig)
+            time.sleep(0.01)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and [c["status"] for c in m["containers"]] == ["interrupted"]
+    assert_nothing_left(host, run_id, dangling_before)
+    assert_run_dir_sound(out)
+    record(f"{sig.name} sent 5 times, 10 ms apart", "while the container runs",
+           "first one interrupts; the rest wait for the cleanup; manifest `interrupted`, container removed",
+           "interrupted before it finished", proc.returncode)
 
 
 # ====================================================================== 4. garbage on a container's stdout
