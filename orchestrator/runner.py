@@ -432,6 +432,11 @@ class SweepRunner:
         return self.sweep.docker.run(item.spec, item.image, gpu=item.gpu, on_line=self.progress.line)
 
 
+def _holds_a_run(out_dir: Path) -> InvalidOptions:
+    return InvalidOptions(f"{out_dir} already holds a gdbench run; continue it with --resume {out_dir} "
+                          "or choose another --out")
+
+
 def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False, compose_path: str | None = None,
               progress: SweepProgress | None = None, docker_url: str | None = None) -> tuple[int, Path]:
     """Validate, lock the run directory, plan, run. Returns (exit code, run directory).
@@ -448,8 +453,7 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
         run_id = new_run_id()
         out_dir = Path("results") / run_id
     elif (out_dir / MANIFEST).exists():
-        raise InvalidOptions(f"{out_dir} already holds a gdbench run; continue it with --resume {out_dir} "
-                             "or choose another --out")
+        raise _holds_a_run(out_dir)
     docker_host = compose = None
     if opts.backend == "docker":
         from .compose import load_compose
@@ -458,6 +462,8 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
         compose = load_compose(compose_path)
         docker_host = DockerHost.connect(docker_url)
     with locked(out_dir):
+        if not resume and (out_dir / MANIFEST).exists():  # a run that held the lock finished since the check above
+            raise _holds_a_run(out_dir)
         if resume:
             import json
 

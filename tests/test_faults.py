@@ -15,6 +15,7 @@ them. Nothing here mocks Docker.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import json
@@ -25,6 +26,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,6 +187,53 @@ def one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
     return lines[0]
+
+
+class GatedDockerSocket:
+    """A unix socket in front of the real daemon's that holds every connection until ``open()``.
+
+    It stretches the moment between ``gdbench run`` checking its ``--out`` directory and locking it, so another
+    run can finish there in between: the race two CI jobs started together can hit.
+    """
+
+    def __init__(self, path: Path, upstream: str) -> None:
+        self.path, self.upstream = path, upstream
+        self.connected, self.gate = threading.Event(), threading.Event()
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.connected.set()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        self.gate.wait()
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        up.connect(self.upstream)
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(1 << 16):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pump, args=(up, client), daemon=True).start()
+        pump(client, up)
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.close()
 
 
 # -------------------------------------------------------------------------------------------- inotify
@@ -636,3 +685,34 @@ def test_second_orchestrator_on_the_same_directory_is_refused(host: DockerHost, 
            "refused, nothing started", line.removeprefix("error: "), again.returncode)
     record("second `gdbench run --resume DIR` on a directory in use", "while the first one's container runs",
            "refused by the directory lock, nothing started", line2.removeprefix("error: "), resume.returncode)
+
+
+def test_a_run_that_finishes_between_check_and_lock_is_not_overwritten(host: DockerHost, compose: ComposeFile,
+                                                                       tmp_path: Path) -> None:
+    """Two runs started together on one directory: the later one re-checks under the lock and refuses."""
+    upstream = host.client.api.base_url  # http+docker://localhost for the default socket
+    sock = "/var/run/docker.sock" if upstream.startswith("http+docker://") else None
+    if sock is None or not Path(sock).exists():
+        pytest.skip(f"needs the daemon on a local unix socket (have {upstream})")
+    out = tmp_path / "run"
+    gated = GatedDockerSocket(tmp_path / "gated.sock", sock)
+    try:
+        late = gdbench_bg("run", "--frameworks", "numpy", *SMALL, "--out", str(out),
+                          "--docker-host", f"unix://{tmp_path / 'gated.sock'}")
+        assert gated.connected.wait(60), "the second run never reached the daemon"
+        assert not out.exists()  # it has checked --out and is now waiting on its daemon connection
+        first = gdbench("run", "--frameworks", "numpy", *SMALL, "--out", str(out))
+        assert first.returncode == 0, first.stderr
+        finished = (out / "manifest.json").read_bytes()
+        gated.open()
+        _, err = late.communicate(timeout=120)
+    finally:
+        gated.close()
+        if late.poll() is None:
+            late.kill()
+    line = one_error_line(err)
+    assert late.returncode == EXIT_INVALID and f"{out} already holds a gdbench run" in line, err
+    assert (out / "manifest.json").read_bytes() == finished  # the finished run's record is untouched
+    record("a second run started together with the first on one `--out`",
+           "the second checks `--out`, then the first finishes there before the second takes the lock",
+           "refused under the lock; the finished run untouched", line.removeprefix("error: "), late.returncode)
