@@ -107,7 +107,11 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, co
                                                tmp_path: Path) -> None:
     r, out, manifest = sweep["result"], sweep["out"], sweep["manifest"]
     facts = host.facts()
-    assert r.returncode == (0 if facts.nvidia_runtime else 3), r.stderr
+    statuses = {c["status"] for c in manifest["containers"]}
+    assert "failed" not in statuses, r.stderr
+    assert r.returncode == (3 if "unavailable" in statuses else 0), r.stderr
+    if not facts.nvidia_runtime:
+        assert r.returncode == 3  # the GPU part cannot run here
     assert r.stdout.strip() == str(out)
     assert manifest["status"] == "complete" and manifest["backend"] == "docker"
     keys = [c["key"] for c in manifest["containers"]]
@@ -121,10 +125,11 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, co
     df = load_runs([merged / "results.parquet"])
     assert len(df) == len(keys) * 2 * 2  # every (container, dim, variant) has a row, ok or not
 
-    cpu = df[df.device == "cpu"]
-    assert sorted(set(cpu.framework)) == sorted(registry.FRAMEWORKS)
-    bad = cpu[cpu.status != "ok"]
-    assert bad.empty, bad[["framework", "variant", "dim", "reason"]].to_string()
+    cpu_all = df[df.device == "cpu"]
+    bad = cpu_all[(cpu_all.status != "ok") & ~cpu_all.reason.fillna("").str.contains("offers no")]
+    assert bad.empty, bad[["framework", "variant", "dim", "reason"]].to_string()  # only variants not offered
+    cpu = cpu_all[cpu_all.status == "ok"]
+    assert sorted(set(cpu.framework)) == sorted(registry.FRAMEWORKS)  # every framework measured something
     assert (cpu.max_rel_error <= cpu.tolerance).all() and (cpu.time_per_iter_s > 0).all()
     assert set(cpu.output_dtype) == {"float64"} and set(cpu.threads) == {manifest["sweep"]["threads"]}
     for fw, rows in cpu.groupby("framework"):
@@ -170,7 +175,7 @@ def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, host: 
         assert doc["status"] == "unavailable"
         assert all(row["status"] == "unavailable" and row["time_per_iter_s"] is None for row in doc["results"])
         assert doc["provenance"]["image"]["tag"].endswith("cuda") or "gpu" in doc["provenance"]["image"]["tag"]
-    assert all(c["status"] == "ok" for c in manifest["containers"] if c["device"] == "cpu")
+    assert all(c["status"] != "failed" and c["rows_ok"] > 0 for c in manifest["containers"] if c["device"] == "cpu")
 
 
 def test_devices_auto_means_cpu_without_nvidia_runtime(host: DockerHost, compose: ComposeFile, tmp_path: Path,
