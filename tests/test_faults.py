@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import signal
 import socket
 import struct
@@ -63,8 +64,8 @@ OUTCOMES: list[dict[str, str]] = []
 
 def record(fault: str, how: str, outcome: str, reason: str | None, exit_code: int | str) -> None:
     """One row of the table in docs/faults.md, taken from what the run directory and the process said."""
-    OUTCOMES.append({"fault": fault, "how": how, "outcome": outcome, "reason": (reason or "-").replace("|", "\\|"),
-                     "exit": str(exit_code)})
+    shown = re.sub(r"/\S*/pytest-\d+/[^/\s]+", "$TMP", reason or "-").replace("|", "\\|")
+    OUTCOMES.append({"fault": fault, "how": how, "outcome": outcome, "reason": shown, "exit": str(exit_code)})
 
 
 @pytest.fixture(scope="module", autouse=True)
