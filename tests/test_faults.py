@@ -47,6 +47,7 @@ from orchestrator.errors import (
 )
 from orchestrator.merge import load_runs
 from orchestrator.runner import signals_as_interrupts
+from orchestrator.spec import SweepOptions
 from solvers import schema
 from tests.conftest import ROOT
 
@@ -300,6 +301,11 @@ def faulty_sweep(host: DockerHost, compose: ComposeFile, tmp_path_factory, dangl
             "pid1_status": pid1, "events": events, "containers": container_events(host, run_id, t0, t1)}
 
 
+def _bytes(size: str) -> int:
+    """Docker's size notation (``4g``, ``512m``) in bytes."""
+    return int(size.rstrip("bkmg")) * 1024 ** "bkmg".index(size[-1]) if size[-1] in "bkmg" else int(size)
+
+
 def _rec(manifest: dict[str, Any], key: str) -> dict[str, Any]:
     (rec,) = [c for c in manifest["containers"] if c["key"] == key]
     return rec
@@ -352,8 +358,9 @@ def test_running_container_is_hardened(faulty_sweep: dict) -> None:
     assert hc["CapDrop"] == ["ALL"] and not hc.get("CapAdd") and hc["Privileged"] is False
     assert "no-new-privileges:true" in hc["SecurityOpt"]
     assert hc["NetworkMode"] == "none" and attrs["NetworkSettings"]["Networks"].keys() <= {"none"}
-    assert hc["Memory"] == 4 << 30 and hc["MemorySwap"] == hc["Memory"]  # --mem-limit default 4g, no swap
-    assert hc["PidsLimit"] == 4096
+    defaults = SweepOptions()
+    assert hc["Memory"] == _bytes(defaults.mem_limit) and hc["MemorySwap"] == hc["Memory"]  # no swap on top
+    assert hc["PidsLimit"] == defaults.pids_limit
     assert hc["PidMode"] in ("", "private") and hc["IpcMode"] in ("private", "shareable", "none", "")
     assert not hc.get("Devices") and not hc.get("DeviceRequests")
     # No Docker socket, no host path: the only writable place is the tmpfs, and the caches point into it.
@@ -373,7 +380,7 @@ def test_running_container_is_hardened(faulty_sweep: dict) -> None:
     assert all(p[uid_col] not in ("root", "0") for p in faulty_sweep["top"]["Processes"])
     record("hardening of a running container", "`docker inspect` + `/proc/1/status` while it runs",
            f"user {user}, read-only rootfs, tmpfs /tmp, CapEff 0, no-new-privileges, network none, "
-           f"{hc['Memory'] >> 30} GiB/no swap, pids {hc['PidsLimit']}, no mounts", None, "-")
+           f"memory {defaults.mem_limit}/no swap, pids {hc['PidsLimit']}, no mounts", None, "-")
 
 
 def test_documents_are_written_by_temp_file_and_rename(faulty_sweep: dict) -> None:
@@ -629,9 +636,6 @@ def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose
         ("image not built (tag)", "compose file naming an absent tag", ["--compose", str(not_built)], {},
          EXIT_ENVIRONMENT, "image gdbench/numpy:0.0.0-never-built (compose service numpy) is not built",
          "fix: make images"),
-        ("image not built (flavour)", "`--frameworks torch --flavour cuda` without CUDA images",
-         ["--frameworks", "torch", "--flavour", "cuda"], {}, EXIT_ENVIRONMENT,
-         "(compose service torch-gpu) is not built", "fix: make images FLAVOUR=cuda"),
         ("compose service missing", "`--frameworks jax` with a compose file that lacks it",
          ["--frameworks", "jax", "--compose", str(not_built)], {}, EXIT_ENVIRONMENT, "has no service 'jax'",
          "fix: add a 'jax' service"),
@@ -639,6 +643,10 @@ def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose
          ["--compose", str(tmp_path / "nope.yaml")], {}, EXIT_ENVIRONMENT, "nope.yaml does not exist",
          "fix: pass --compose PATH"),
     ]
+    if host.image(compose.service_for("torch", "cuda").image) is None:  # a GPU host may have built it
+        cases.insert(3, ("image not built (flavour)", "`--frameworks torch --flavour cuda` without CUDA images",
+                         ["--frameworks", "torch", "--flavour", "cuda"], {}, EXIT_ENVIRONMENT,
+                         "(compose service torch-gpu) is not built", "fix: make images FLAVOUR=cuda"))
     try:
         for fault, how, args, env, code, message, fix in cases:
             out = tmp_path / f"run-{len(OUTCOMES)}-{fault.split()[0]}"
@@ -691,10 +699,10 @@ def test_second_orchestrator_on_the_same_directory_is_refused(host: DockerHost, 
 def test_a_run_that_finishes_between_check_and_lock_is_not_overwritten(host: DockerHost, compose: ComposeFile,
                                                                        tmp_path: Path) -> None:
     """Two runs started together on one directory: the later one re-checks under the lock and refuses."""
-    upstream = host.client.api.base_url  # http+docker://localhost for the default socket
-    sock = "/var/run/docker.sock" if upstream.startswith("http+docker://") else None
-    if sock is None or not Path(sock).exists():
-        pytest.skip(f"needs the daemon on a local unix socket (have {upstream})")
+    docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    sock = docker_host.removeprefix("unix://")
+    if not docker_host.startswith("unix://") or not Path(sock).exists():
+        pytest.skip(f"needs the daemon on a local unix socket (DOCKER_HOST is {docker_host})")
     out = tmp_path / "run"
     gated = GatedDockerSocket(tmp_path / "gated.sock", sock)
     try:
