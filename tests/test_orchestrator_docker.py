@@ -132,12 +132,13 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, co
     assert sorted(set(cpu.framework)) == sorted(registry.FRAMEWORKS)  # every framework measured something
     assert (cpu.max_rel_error <= cpu.tolerance).all() and (cpu.time_per_iter_s > 0).all()
     assert set(cpu.output_dtype) == {"float64"} and set(cpu.threads) == {manifest["sweep"]["threads"]}
+    started = {c["framework"]: c["image"] for c in manifest["containers"] if c["device"] == "cpu"}
     for fw, rows in cpu.groupby("framework"):
+        # The image the container ran (resolved from compose's tag when the sweep was planned).
         svc = compose.service_for(fw, "cpu")
-        image = host.image(svc.image)
-        assert set(rows.image_tag) == {svc.image}
-        assert set(rows.image_digest) == {image.id}
-        assert set(rows.framework_version) == {image.framework_version}
+        assert set(rows.image_tag) == {svc.image} and started[fw]["tag"] == svc.image
+        assert set(rows.image_digest) == {started[fw]["id"]} and started[fw]["id"].startswith("sha256:")
+        assert set(rows.framework_version) == {started[fw]["labels"]["io.gdbench.framework.version"]}
     assert set(df.docker_version) == {facts.docker_version}
     assert set(df.run_id) == {manifest["run_id"]}
 
