@@ -20,7 +20,7 @@ from rich.text import Text
 from solvers import registry
 from solvers.base import VARIANTS
 
-from .errors import EXIT_INVALID, EXIT_OK, GdbenchError
+from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, GdbenchError, Interrupted
 from .spec import (
     Backend,
     DType,
@@ -271,6 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     except ClickException as exc:
         _error_line(err, f"{exc.format_message()} (see: gdbench {args[0] if args else ''} --help)")
         return exc.exit_code if exc.exit_code else EXIT_INVALID
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, Interrupted):  # a signal outside the sweep's own guard
+        return EXIT_INTERRUPTED
     return rv if isinstance(rv, int) else EXIT_OK
