@@ -12,7 +12,7 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps docker test lint bench bench-all report clean
+.PHONY: help venv system-deps docker test lint bench bench-all doctor smoke clean-containers clean
 
 help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -48,6 +48,15 @@ bench-all: venv system-deps docker images  ## the full default sweep on every de
 	$(PY) -m orchestrator run --devices auto --out $(RUN_DIR)
 	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report
 	@echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html" >&2
+
+doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
+	$(PY) -m orchestrator doctor
+
+smoke: venv system-deps docker images  ## a small sweep over every framework on every device this host has
+	$(PY) -m orchestrator run --devices auto --dims 2,5 --n 500 --iters 50 --repeats 2 --out $(RUN_DIR)
+
+clean-containers: venv  ## remove containers a killed gdbench left behind
+	$(PY) -m orchestrator clean
 
 clean:  ## remove the Python environment and local caches (not results, not images)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
