@@ -1,0 +1,154 @@
+"""Build one compose service's image, offline, from its lock's wheelhouse: ``make image-<framework>``.
+
+compose.yaml declares the tag and the build arguments; this checks them against the lock (framework and
+CUDA versions), adds provenance only the host knows (git revision and date, the base's Python), and sends
+Docker a build context of exactly the files the image needs, with the same relative paths as the checkout,
+so a build with context ``.`` (compose, the orchestrator) makes the same image, only with a larger upload.
+
+Usage: python scripts/build_image.py SERVICE [--base IMAGE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.compose import load_compose  # noqa: E402  (the one reader of compose.yaml)
+
+LOCAL_BASE = "gdbench/base:bookworm-py3.11"
+
+
+def lock_path(framework: str, flavour: str) -> Path:
+    return ROOT / "images" / framework / f"requirements-{flavour}.txt"
+
+
+def framework_dist(framework: str, flavour: str) -> str:
+    """The distribution that provides the framework in that lock (tensorflow-cpu provides ``tensorflow``)."""
+    return "tensorflow-cpu" if (framework, flavour) == ("tensorflow", "cpu") else framework
+
+
+def pinned(lock: Path, dist: str) -> str | None:
+    m = re.search(rf"^{re.escape(dist)}(?:\[[^\]]*\])?==([^\s;\\]+)", lock.read_text(), re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def cuda_version(lock: Path) -> str:
+    """major.minor of the CUDA runtime wheel a CUDA lock pins; "" for a lock without one."""
+    m = re.search(r"^nvidia-cuda-runtime(?:-cu\d+)?==(\d+)\.(\d+)", lock.read_text(), re.MULTILINE)
+    return f"{m.group(1)}.{m.group(2)}" if m else ""
+
+
+def _out(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def python_version(base: str) -> str:
+    label = _out(["docker", "image", "inspect", "-f", '{{index .Config.Labels "io.gdbench.python.version"}}', base])
+    if label and label != "<no value>":
+        return label
+    return _out(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", base, "-c",
+                 "import platform; print(platform.python_version())"])
+
+
+def provenance() -> dict[str, str]:
+    """Revision (``-dirty`` when what goes into the image differs from it), commit date, source URL."""
+    revision = _out(["git", "rev-parse", "HEAD"]) or "unknown"
+    if _out(["git", "status", "--porcelain", "--", "solvers", "pyproject.toml", "images"]):
+        revision += "-dirty"
+    return {"REVISION": revision, "CREATED": _out(["git", "log", "-1", "--format=%cI"]),
+            "SOURCE": _out(["git", "remote", "get-url", "origin"])}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def check(service_name: str, image: str, args: dict[str, str]) -> Path:
+    """The compose declaration must agree with the lock; a mismatch is a build error, never a silent relabel."""
+    fw, flavour = args.get("FRAMEWORK", ""), args.get("FLAVOUR", "")
+    lock = lock_path(fw, flavour)
+    if not lock.is_file():
+        raise BuildError(f"service {service_name}: no lock {lock.relative_to(ROOT)} for {fw} ({flavour})")
+    locked = pinned(lock, framework_dist(fw, flavour))
+    if locked != args.get("FRAMEWORK_VERSION"):
+        raise BuildError(f"service {service_name}: compose says {fw} {args.get('FRAMEWORK_VERSION')}, "
+                         f"{lock.relative_to(ROOT)} pins {locked}")
+    if image != f"gdbench/{fw}:{args.get('IMAGE_VERSION')}" or args["IMAGE_VERSION"] != (
+            f"{locked.split('+')[0]}-{flavour}"):
+        raise BuildError(f"service {service_name}: tag {image} is not gdbench/{fw}:<{fw} version>-{flavour}")
+    if args.get("CUDA_VERSION", "") != cuda_version(lock):
+        raise BuildError(f"service {service_name}: compose says CUDA {args.get('CUDA_VERSION')!r}, "
+                         f"the lock's runtime is {cuda_version(lock)!r}")
+    return lock
+
+
+def build(service_name: str, base: str | None, log_dir: Path) -> str:
+    env = dict(os.environ)
+    if base:
+        env["GDBENCH_BASE_IMAGE"] = base
+    compose = load_compose(ROOT / "compose.yaml", env=env)
+    svc = compose.service(service_name)
+    if svc.build is None:
+        raise BuildError(f"service {service_name} has no build section")
+    args = dict(svc.build.args)
+    lock = check(service_name, svc.image, args)
+    fw, flavour = args["FRAMEWORK"], args["FLAVOUR"]
+    for key, value in {**provenance(), "PYTHON_VERSION": python_version(args["BASE_IMAGE"])}.items():
+        args[key] = args.get(key) or value
+    wheelhouse = f".cache/wheelhouse/{fw}-{flavour}"
+    debhouse = f".cache/debhouse/{fw}"
+    (ROOT / debhouse).mkdir(parents=True, exist_ok=True)
+    wheels = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / ".cache/dist").glob("gdbench-*.whl"))
+    if not (ROOT / wheelhouse).is_dir() or not wheels:
+        raise BuildError(f"{wheelhouse} or the gdbench wheel is missing: run make wheelhouse")
+    context = [svc.build.dockerfile, "images/system-delta.sh", lock.relative_to(ROOT).as_posix(), wheelhouse,
+               debhouse, *wheels]
+    cmd = ["docker", "build", "--rm", "--force-rm", "-f", svc.build.dockerfile, "-t", svc.image]
+    for key, value in sorted(args.items()):
+        cmd += ["--build-arg", f"{key}={value}"]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{service_name}.log"
+    print(f"building {svc.image} (service {service_name}) on {args['BASE_IMAGE']} …", flush=True)
+    start = time.monotonic()
+    with open(log, "w") as fh:
+        tar = subprocess.Popen(["tar", "-c", *context], cwd=ROOT, stdout=subprocess.PIPE)
+        done = subprocess.run([*cmd, "-"], stdin=tar.stdout, stdout=fh, stderr=subprocess.STDOUT,
+                              env={**env, "DOCKER_BUILDKIT": "0"}, check=False)
+        assert tar.stdout is not None
+        tar.stdout.close()
+        tar.wait()
+    if done.returncode or tar.returncode:
+        sys.stderr.write(log.read_text()[-6000:])
+        raise BuildError(f"building {svc.image} failed (full log: {log.relative_to(ROOT)})")
+    size = int(_out(["docker", "image", "inspect", "-f", "{{.Size}}", svc.image]) or 0)
+    print(f"built {svc.image} in {time.monotonic() - start:.0f} s, {size / 1e6:.0f} MB", flush=True)
+    return svc.image
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("service", help="compose service: numpy, …, torch, jax-gpu, tensorflow-gpu, torch-gpu")
+    parser.add_argument("--base", help=f"base image (default: compose's, i.e. {LOCAL_BASE})")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".cache" / "build-logs")
+    opts = parser.parse_args(argv)
+    try:
+        build(opts.service, opts.base, opts.log_dir)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

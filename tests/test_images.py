@@ -1,0 +1,338 @@
+"""The framework images: locks, compose.yaml, and real containers run the way the orchestrator runs them.
+
+The Docker tests build each CPU image through its make target (a no-op when `make images` already ran,
+as in CI) and run ``python -m solvers`` inside it with a read-only root, a tmpfs /tmp, no network, no
+capabilities and no-new-privileges. A framework whose solver plugin is not in this checkout is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from solvers import registry, schema
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("numpy", "numba", "jax", "tensorflow", "torch")
+GPU_FRAMEWORKS = ("jax", "tensorflow", "torch")
+CORE = ("numpy", "jsonschema", "threadpoolctl", "nvidia-ml-py")
+# The orchestrator's hardening, spelled as docker run flags. /tmp needs `exec`: Docker mounts a tmpfs noexec
+# unless told otherwise, and torch.compile loads the kernels it builds there.
+HARDENED = ["--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=512m", "--network", "none", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges"]
+# Correctness is what is checked here; the 2x-iterations sync check is a timing-honesty check, tested with
+# the timing protocol, and at this tiny size it only measures how busy the host is.
+SMALL_RUN = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
+OCI = ("title", "version", "revision", "created", "source")
+
+
+def lock_path(framework: str, flavour: str) -> Path:
+    return ROOT / "images" / framework / f"requirements-{flavour}.txt"
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """name → version of every requirement in a lock."""
+    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;\\]+)",
+                                                     lock.read_text(), re.MULTILINE)}
+
+
+def framework_pin(framework: str, flavour: str) -> str:
+    dist = "tensorflow-cpu" if (framework, flavour) == ("tensorflow", "cpu") else framework
+    return pins(lock_path(framework, flavour))[dist]
+
+
+@cache
+def compose() -> Any:
+    from orchestrator.compose import load_compose
+
+    return load_compose(ROOT / "compose.yaml", env={})
+
+
+def raw_compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+# ------------------------------------------------------------------------------------------ locks, compose
+LOCKS = [(f, "cpu") for f in FRAMEWORKS] + [(f, "cuda") for f in GPU_FRAMEWORKS]
+
+
+@pytest.mark.parametrize(("framework", "flavour"), LOCKS)
+def test_lock_pins_everything_with_hashes(framework: str, flavour: str) -> None:
+    """Every requirement exact and hashed, the solver core included, and a header saying why that version."""
+    lock = lock_path(framework, flavour)
+    text = lock.read_text()
+    header = re.match(r"(#[^\n]*\n)+", text)
+    assert header and "make locks" in header.group(0) and len(header.group(0).splitlines()) >= 4, \
+        "lock header: why this version and how to refresh"
+    reqs = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
+    assert reqs, f"{lock} pins nothing"
+    for block in reqs:
+        assert re.match(r"^[A-Za-z0-9_.-]+(\[[^\]]*\])?==\S+", block), f"not an exact pin: {block.splitlines()[0]}"
+        assert "--hash=sha256:" in block, f"no hash for {block.splitlines()[0]}"
+    pinned = pins(lock)
+    for dist in CORE:
+        assert dist in pinned, f"{lock.name} of {framework} lacks the solver core's {dist}"
+    assert framework_pin(framework, flavour)
+    # The .in file is the lock's source: every top-level requirement it names is pinned in the lock.
+    src = lock.with_suffix(".in").read_text()
+    for name in re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==", src, re.MULTILINE):
+        assert name.lower() in pinned
+
+
+def test_cuda_locks_pin_the_cuda_stack() -> None:
+    jax, tf, torch = (pins(lock_path(f, "cuda")) for f in GPU_FRAMEWORKS)
+    assert jax["jax-cuda12-plugin"] == jax["jax"] and "nvidia-cudnn-cu12" in jax
+    assert tf["tensorflow"] == "2.21.0" and "nvidia-cudnn-cu12" in tf
+    assert torch["torch"] == framework_pin("torch", "cpu").split("+")[0], "CPU and CUDA torch are one release"
+    assert "triton" in torch and "nvidia-cuda-runtime" in torch
+    assert framework_pin("torch", "cpu").endswith("+cpu"), "the CPU image takes PyTorch's CPU build"
+
+
+def _installable(filename: str) -> bool:
+    """A wheel the images' interpreter takes: CPython 3.11 on x86_64 with glibc 2.36 (Debian bookworm)."""
+    from packaging.utils import parse_wheel_filename
+
+    *_, tags = parse_wheel_filename(filename)
+    for tag in tags:
+        glibc = re.fullmatch(r"manylinux_2_(\d+)_x86_64", tag.platform)
+        platform_ok = tag.platform in ("any", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
+                                       "linux_x86_64") or bool(glibc and int(glibc.group(1)) <= 36)
+        if platform_ok and tag.interpreter in ("cp311", "py3", "py311", "cp3") and tag.abi in ("cp311", "abi3", "none"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("framework", GPU_FRAMEWORKS)
+def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
+    """CI builds no CUDA image (3-5 GB each); instead every pin of the CUDA lock must name a file on PyPI that
+    the image can install and whose sha256 the lock lists, which is exactly what the image build needs."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = lock_path(framework, "cuda").read_text()
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
+
+    def check(block: str) -> str | None:
+        from packaging.utils import canonicalize_name, parse_wheel_filename
+        from packaging.version import Version
+
+        name, version = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", block).groups()
+        hashes = set(re.findall(r"sha256:([0-9a-f]{64})", block))
+        # PyPI's JSON simple index (PEP 691): the same listing pip and uv resolve from.
+        req = urllib.request.Request(f"https://pypi.org/simple/{canonicalize_name(name)}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            files = json.load(resp)["files"]
+        ok = [f["filename"] for f in files if f["filename"].endswith(".whl") and not f.get("yanked")
+              and f["hashes"].get("sha256") in hashes and parse_wheel_filename(f["filename"])[1] == Version(version)
+              and _installable(f["filename"])]
+        return None if ok else f"{name}=={version}: no installable wheel with a locked hash on PyPI"
+
+    with ThreadPoolExecutor(8) as pool:
+        problems = [p for p in pool.map(check, blocks) if p]
+    assert not problems, problems
+
+
+def test_compose_declares_every_image_consistently_with_the_locks() -> None:
+    cf = compose()
+    expected = {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS)}
+    assert set(cf.services) == expected
+    for svc in cf.services.values():
+        args = svc.build.args
+        fw, flavour = svc.framework, svc.flavour
+        assert (args["FRAMEWORK"], args["FLAVOUR"]) == (fw, flavour)
+        version = framework_pin(fw, flavour)
+        assert args["FRAMEWORK_VERSION"] == version
+        assert svc.image == f"gdbench/{fw}:{version.split('+')[0]}-{flavour}" == f"gdbench/{fw}:{args['IMAGE_VERSION']}"
+        assert svc.build.context == ROOT and svc.build.dockerfile == "images/Dockerfile"
+        assert args["BASE_IMAGE"] == "gdbench/base:bookworm-py3.11"
+        runtime = [v for k, v in pins(lock_path(fw, flavour)).items()
+                   if re.fullmatch(r"nvidia-cuda-runtime(-cu\d+)?", k)]
+        assert args["CUDA_VERSION"] == (".".join(runtime[0].split(".")[:2]) if runtime else "")
+        assert svc.profiles == (("gpu",) if flavour == "cuda" else ())
+
+
+def test_gpu_services_reserve_gpus_the_compose_way() -> None:
+    services = raw_compose()["services"]
+    for fw in GPU_FRAMEWORKS:
+        devices = services[f"{fw}-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"driver": "nvidia", "capabilities": ["gpu"], "count": "all"}]
+        assert "deploy" not in services[fw]
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
+def test_docker_compose_accepts_the_file() -> None:
+    done = subprocess.run(["docker-compose", "--profile", "gpu", "config", "--services"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) == {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS)}
+
+
+# ------------------------------------------------------------------------------------------------- docker
+def _docker_up() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker() -> None:
+    if not _docker_up():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs a running Docker daemon (make docker)")
+        pytest.skip("no Docker daemon (make docker starts one)")
+
+
+def _has_plugin(framework: str) -> bool:
+    return importlib.util.find_spec(registry.REGISTRY[framework].module) is not None
+
+
+@cache
+def _built(framework: str) -> str:
+    """Build (or find up to date) the CPU image through its make target; returns the tag."""
+    done = subprocess.run(["make", "-s", f"image-{framework}", f"PY={sys.executable}"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"make image-{framework} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return compose().service(framework).image
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def image(request: pytest.FixtureRequest, docker: None) -> tuple[str, str]:
+    framework = request.param
+    if not _has_plugin(framework):
+        pytest.skip(f"no solver plugin for {framework} in this checkout yet")
+    return framework, _built(framework)
+
+
+def labels(tag: str) -> dict[str, str]:
+    out = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Labels}}", tag],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def docker_run(tag: str, *args: str, entrypoint: str | None = None, flags: list[str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = ["docker", "run", "--rm", *(flags if flags is not None else HARDENED)]
+    if entrypoint:
+        cmd += ["--entrypoint", entrypoint]
+    return subprocess.run([*cmd, tag, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.docker
+def test_image_solves_correctly_under_hardening(image: tuple[str, str]) -> None:
+    """Every CPU variant the plugin offers passes the correctness checks inside the image, read-only,
+    offline and unprivileged, with the framework version the lock pins."""
+    framework, tag = image
+    listed = docker_run(tag, "list")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    info = json.loads(listed.stdout)[framework]
+    assert info["installed"], info
+    variants = info["variants"]["cpu"]
+    # Both variants everywhere: an image missing what a variant needs (numba's SciPy) would drop one.
+    assert sorted(variants) == ["fused", "loop"], f"{framework} image offers only {variants}"
+    done = docker_run(tag, "run", "--framework", framework, "--variant", ",".join(variants), *SMALL_RUN)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-4000:]}"
+    doc = schema.loads(done.stdout)
+    assert (doc["status"], doc["framework"], doc["device"]) == ("ok", framework, "cpu")
+    rows = {(r["dim"], r["variant"]): r for r in doc["results"]}
+    assert set(rows) == {(d, v) for d in (2, 5) for v in variants}
+    for row in rows.values():
+        assert row["status"] == "ok", row
+        assert row["max_rel_error"] <= row["tolerance"], row
+        assert row["time_per_iter_s"] > 0 and len(row["repeat_times_s"]) == 2
+    prov = doc["provenance"]
+    lab = labels(tag)
+    # The version that ran is the one the lock pins and the label advertises.
+    assert prov["framework"]["version"] == info["version"] == framework_pin(framework, "cpu") == \
+        lab["io.gdbench.framework.version"]
+    assert prov["python"]["version"] == lab["io.gdbench.python.version"]
+    assert prov["python"]["version"].startswith("3.11.")
+    assert prov["python"]["executable"] == "/opt/venv/bin/python"
+    if framework == "numba":  # OpenMP, as on a normal host, not the workqueue fallback (libgomp1 is in the image)
+        assert prov["framework"]["threading_layer"] == "omp"
+
+
+@pytest.mark.docker
+def test_image_metadata_user_and_contents(image: tuple[str, str]) -> None:
+    framework, tag = image
+    lab = labels(tag)
+    for key in OCI:
+        assert f"org.opencontainers.image.{key}" in lab, key
+    assert lab["org.opencontainers.image.title"] == f"gdbench-{framework}"
+    assert tag.endswith(":" + lab["org.opencontainers.image.version"])
+    assert re.match(r"^[0-9a-f]{40}(-dirty)?$", lab["org.opencontainers.image.revision"])
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", lab["org.opencontainers.image.created"])
+    assert (lab["io.gdbench.framework"], lab["io.gdbench.flavour"], lab["io.gdbench.cuda.version"]) == (
+        framework, "cpu", "")
+    user = subprocess.run(["docker", "image", "inspect", "-f", "{{.Config.User}}", tag], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert user == "10001:10001"
+    probe = (
+        "import importlib.util as u, json, os, shutil, glob; print(json.dumps({"
+        "'uid': os.getuid(), 'pip': u.find_spec('pip') is not None, 'gcc': shutil.which('gcc'),"
+        "'gxx': shutil.which('g++'), 'debs': glob.glob('/var/cache/apt/archives/*.deb') + glob.glob('/tmp/**/*.deb'),"
+        "'wheels': [w for d in ('/opt', '/var', '/tmp', '/root', '/home')"
+        "           for w in glob.glob(d + '/**/*.whl', recursive=True)],"
+        "'tmp': os.listdir('/tmp'),"
+        "'solvers': u.find_spec('solvers').origin}))"
+    )
+    done = docker_run(tag, "-c", probe, entrypoint="python")
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["uid"] == 10001
+    assert not facts["pip"] and not facts["debs"] and not facts["wheels"], "installers and caches stay out"
+    assert facts["tmp"] == [], "nothing of the build is left in /tmp"
+    assert facts["solvers"].startswith("/opt/venv/lib/python3.11/site-packages/solvers/")
+    # A compiler only where the framework compiles C/C++ at run time (torch.compile's CPU backend, Triton).
+    if framework == "torch":
+        assert facts["gcc"] and facts["gxx"]
+    else:
+        assert facts["gcc"] is None and facts["gxx"] is None
+
+
+@pytest.mark.docker
+def test_torch_compile_builds_and_loads_kernels_inside_its_image(docker: None) -> None:
+    """What the torch image keeps g++ for: inductor writes C++, g++ builds it into /tmp and the process loads
+    it, in the hardened container. (The solver's ``fused`` variant measured eager ops faster on CPU and does
+    not call torch.compile; see solvers/frameworks/torch_.py.)"""
+    tag = _built("torch")
+    script = (
+        "import glob, torch\n"
+        "f = torch.compile(lambda x, w, b: x @ w - b, backend='inductor', fullgraph=True)\n"
+        "x, w = torch.randn(64, 8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)\n"
+        "assert torch.allclose(f(x, w, 1.0), x @ w - 1.0)\n"
+        "print(len(glob.glob('/tmp/torchinductor/**/*.so', recursive=True)))\n"
+    )
+    done = docker_run(tag, "-c", script, entrypoint="python")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert int(done.stdout.split()[-1]) >= 1, "inductor built no shared object"
+
+
+@pytest.mark.docker
+def test_cuda_flavour_builds_up_to_the_wheel_install(docker: None) -> None:
+    """The CUDA flavour's Dockerfile path (args, base, system stage) builds here; its wheels are not fetched."""
+    _built("torch")  # the wheel, the debhouse and the base exist after any CPU build of torch
+    svc = compose().service("torch-gpu")
+    cmd = ["docker", "build", "-q", "--target", "system", "-f", "images/Dockerfile", "-t", "gdbench/test:cuda-system"]
+    for key, value in svc.build.args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    tar = subprocess.Popen(["tar", "-c", "images/Dockerfile", "images/system-delta.sh", ".cache/debhouse/torch"],
+                           cwd=ROOT, stdout=subprocess.PIPE)
+    done = subprocess.run([*cmd, "-"], stdin=tar.stdout, capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_BUILDKIT": "0"}, check=False)
+    tar.wait()
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = docker_run("gdbench/test:cuda-system", "-c", "ls /delta/usr/bin/g++ /delta/etc/passwd", entrypoint="sh",
+                     flags=["--network", "none"])
+    subprocess.run(["docker", "rmi", "gdbench/test:cuda-system"], capture_output=True, check=False)
+    assert out.returncode == 0, out.stderr
