@@ -1,0 +1,320 @@
+"""Numba on the CPU: the whole fixed-iteration loop compiled once, by LLVM, for this machine's vector units.
+
+``loop`` is what Numba's documentation suggests: ``@njit`` on the NumPy gradient-descent function, so the
+iteration loop runs without the interpreter but each step still makes two BLAS gemv calls (which Numba
+reaches through SciPy) and allocates its temporaries.
+
+``fused`` is the fastest honest form found, and why:
+
+* One pass over X per iteration instead of two. Row i gives r_i = y_i − (x_i·W + b), then g += r_i·x_i and
+  gb += r_i while the row is still in L1, so X (8 MB at d=100, more than both L2 caches together) comes
+  from L3 once per step: the same traffic as the single gemv that is the floor of any solver.
+* Rows are split into one contiguous chunk per thread inside one ``prange``; each chunk writes its partial
+  gradient to its own row of a buffer allocated in ``setup``, aligned so no two threads write the same cache
+  line, and the partials are summed in chunk order afterwards (d+1 numbers per thread). Nothing is
+  allocated per iteration (the tests count Numba's allocations).
+* Large d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
+  FMAs per load of W or g, and LLVM vectorises them. ``fastmath`` is limited to ``reassoc`` (lets the row
+  dot product be a vector reduction) and ``contract`` (FMA); both only reorder rounding, ~1e-16 relative
+  here, far inside the 1e-8 float64 tolerance (the tests check it), and no flag assumes away NaN or inf.
+* Small d: a kernel generated for that exact d keeps W and the gradient in scalar registers with a
+  constant row stride, so LLVM vectorises across rows instead (an inner loop of runtime length 2 cannot be
+  vectorised, and that kernel is ~20x slower at d=2).
+* Small n·d stays on one thread: starting and joining a parallel region costs ~2 µs, which only pays when
+  the pass it halves is longer than ~8 µs, i.e. from ``PARALLEL_MIN_ELEMENTS`` elements of X.
+* The iteration loop itself is inside the one compiled call, so Python is entered once per ``run``.
+
+Tried and dropped (no gain measured, one thread): eight rows per group instead of four, kernels compiled
+for the exact d at large d, padding rows to whole vectors, software prefetch, a software-pipelined loop
+that dots the next rows while updating with the previous ones, 256-bit instead of 512-bit vectors. The
+fused pass costs about 1.5 single-thread gemvs because each element of X is loaded twice from L1 (dot, then
+update): r_i is only known once the whole row has been read.
+
+Compilation happens in the first ``run`` (timed by shared code as ``compile_s``). There is deliberately no
+on-disk cache (``cache=True``): ``compile_s`` would then depend on what earlier runs left on the host, and
+the images run read-only with a tmpfs /tmp, where nothing would survive the container anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..base import Framework, Solver, Unavailable
+from ..problem import ProblemData
+
+#: Reassociation (vector reductions) and contraction (FMA) only: no flag that assumes finite values.
+FASTMATH = {"reassoc", "contract"}
+#: Up to this d the fused kernel is generated for the exact d (scalar accumulators, vectorised over rows).
+#: Measured on AVX-512 (Zen 5), one thread, n=10,000: 1.2 µs/step at d=2 and 7.8 at d=7 against ~20 for
+#: the generic kernel; at d=8 LLVM stops vectorising the generated kernel across rows and it is no faster.
+SMALL_D = 7
+#: Below this many elements of X per pass the fused solver stays on one thread (see the module docstring).
+#: Measured at n=10,000, two threads, best of many runs: d=2 1.4 µs on one thread vs 3.3 on two, d=8 16.5
+#: vs 11, d=10 21 vs 15.5.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+#: Partial-gradient rows start on 128-byte boundaries (two 64-byte lines: the L2 prefetcher fetches pairs)
+#: and fill whole such blocks, so two threads never write the same line or its prefetch partner.
+_ALIGN = 128
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+
+
+@njit
+def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compiled
+    """The textbook loop, as in numpy_.LoopSolver; ``lr`` and ``scale`` (−2/n) arrive in X's dtype."""
+    W = W0.copy()
+    b = b0
+    for _ in range(iters):
+        y_hat = X @ W + b
+        dW = scale * (X.T @ (y - y_hat))
+        db = scale * np.sum(y - y_hat)
+        W = W - lr * dW
+        b = b - lr * db
+    return W, b
+
+
+# --------------------------------------------------------------------------------------------------- fused
+
+
+@njit(fastmath=FASTMATH)
+def rows_generic(X, y, W, b, lo, hi, out):  # pragma: no cover - compiled
+    """Partial gradient of rows [lo, hi): Σ r_i·x_i into out[:d], Σ r_i into out[d]; four rows at a time."""
+    d = X.shape[1]
+    zero = X.dtype.type(0)
+    g = out[:d]
+    for j in range(d):
+        g[j] = zero
+    gb = zero
+    i = lo
+    while i + 4 <= hi:
+        x0 = X[i]
+        x1 = X[i + 1]
+        x2 = X[i + 2]
+        x3 = X[i + 3]
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for j in range(d):
+            w = W[j]
+            s0 += x0[j] * w
+            s1 += x1[j] * w
+            s2 += x2[j] * w
+            s3 += x3[j] * w
+        r0 = y[i] - b - s0
+        r1 = y[i + 1] - b - s1
+        r2 = y[i + 2] - b - s2
+        r3 = y[i + 3] - b - s3
+        for j in range(d):
+            g[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
+        gb += (r0 + r1) + (r2 + r3)
+        i += 4
+    while i < hi:
+        x = X[i]
+        s = zero
+        for j in range(d):
+            s += x[j] * W[j]
+        r = y[i] - b - s
+        for j in range(d):
+            g[j] += r * x[j]
+        gb += r
+        i += 1
+    out[d] = gb
+
+
+_SMALL_TEMPLATE = '''
+def _rows_d{D}(X, y, W, b, lo, hi, out):
+    """rows_generic for d={D}: constant stride, scalar accumulators, so LLVM vectorises across rows."""
+    zero = X.dtype.type(0)
+    xs = X[lo:hi].reshape(-1)
+    ys = y[lo:hi]
+    {w_load}
+    {g_init}
+    gb = zero
+    for k in range(hi - lo):
+        r = ys[k] - b - ({dot})
+        {g_update}
+        gb += r
+    {g_store}
+    out[{D}] = gb
+'''
+
+
+@functools.cache
+def small_kernel(d: int) -> Callable[..., None]:
+    """The row kernel for one small d, from a template (unrolled in d, so W and g stay in registers)."""
+    if not 1 <= d <= SMALL_D:
+        raise ValueError(f"small kernels cover 1 <= d <= {SMALL_D}, not {d}")
+    js = range(d)
+    src = _SMALL_TEMPLATE.format(
+        D=d,
+        w_load="; ".join(f"w{j} = W[{j}]" for j in js),
+        g_init="; ".join(f"g{j} = zero" for j in js),
+        dot=" + ".join(f"xs[k * {d} + {j}] * w{j}" for j in js),
+        g_update="; ".join(f"g{j} += r * xs[k * {d} + {j}]" for j in js),
+        g_store="; ".join(f"out[{j}] = g{j}" for j in js),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(src, f"<gdbench numba kernel d={d}>", "exec"), namespace)
+    return njit(fastmath=FASTMATH)(namespace[f"_rows_d{d}"])
+
+
+def row_kernel(d: int) -> Callable[..., None]:
+    """The fused row kernel used for dimension d."""
+    return small_kernel(d) if d <= SMALL_D else rows_generic
+
+
+@njit(fastmath=FASTMATH)
+def descend_serial(kernel, X, y, W, b, step, iters, parts):  # pragma: no cover - compiled
+    """``iters`` fused steps on one thread; W is updated in place, the new b is returned."""
+    n, d = X.shape
+    g = parts[0]
+    for _ in range(iters):
+        kernel(X, y, W, b, 0, n, g)
+        for j in range(d):
+            W[j] += step * g[j]
+        b += step * g[d]
+    return b
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def descend_parallel(kernel, X, y, W, b, step, iters, parts):  # pragma: no cover - compiled
+    """``iters`` fused steps, one contiguous chunk of rows per thread; partials reduced in chunk order."""
+    n, d = X.shape
+    chunks = parts.shape[0]
+    size = (n + chunks - 1) // chunks
+    for _ in range(iters):
+        for c in prange(chunks):
+            lo = min(n, c * size)
+            kernel(X, y, W, b, lo, min(n, lo + size), parts[c])
+        for j in range(d + 1):
+            acc = parts[0, j]
+            for c in range(1, chunks):
+                acc += parts[c, j]
+            if j < d:
+                W[j] += step * acc
+            else:
+                b += step * acc
+    return b
+
+
+@njit(parallel=True)
+def _probe_pool(x):  # pragma: no cover - compiled
+    for i in prange(x.shape[0]):
+        x[i] = i
+
+
+def use_parallel(n: int, d: int, threads: int) -> bool:
+    """Threads pay off only when a pass is long enough to hide the cost of starting a parallel region."""
+    return threads > 1 and n * d >= PARALLEL_MIN_ELEMENTS
+
+
+# ------------------------------------------------------------------------------------------------- solvers
+
+
+def partials(chunks: int, size: int, dtype: np.dtype) -> np.ndarray:
+    """Zeroed (chunks, ≥size) buffer whose rows start on ``_ALIGN``-byte boundaries and share no line.
+
+    NumPy only guarantees 16-byte alignment, so rows padded to whole lines could still straddle one; the
+    buffer is over-allocated and the view starts at the first aligned address.
+    """
+    per_block = _ALIGN // dtype.itemsize
+    width = -(-size // per_block) * per_block
+    raw = np.zeros(chunks * width + per_block, dtype=dtype)
+    skip = (-raw.ctypes.data % _ALIGN) // dtype.itemsize
+    return raw[skip:skip + chunks * width].reshape(chunks, width)
+
+
+class LoopSolver:
+    def setup(self, data: ProblemData) -> None:
+        self.data = data
+        dt = data.X.dtype.type
+        self.args = (data.X, data.y, data.W0, dt(data.b0), dt(data.lr), dt(-2.0 / data.n))
+
+    def run(self, iters: int) -> tuple[np.ndarray, Any]:
+        return _descend_numpy(*self.args, iters)
+
+    def sync(self, out: Any) -> None:
+        """Numba runs synchronously on the calling thread."""
+
+    def fetch(self, out: tuple[np.ndarray, Any]) -> tuple[np.ndarray, float]:
+        return np.asarray(out[0]), float(out[1])
+
+
+class FusedSolver(LoopSolver):
+    def setup(self, data: ProblemData) -> None:
+        self.data = data
+        n, d = data.X.shape
+        dt = data.X.dtype
+        threads = numba.get_num_threads()
+        self.parallel = use_parallel(n, d, threads)
+        chunks = threads if self.parallel else 1
+        self.parts = partials(chunks, d + 1, dt)
+        self.W = np.empty_like(data.W0)
+        self.kernel = row_kernel(d)
+        self.descend = descend_parallel if self.parallel else descend_serial
+        self.step = dt.type(2.0 * data.lr / n)  # W -= lr·(−2/n)·Xᵀr  ⇔  W += (2·lr/n)·Xᵀr
+
+    def run(self, iters: int) -> tuple[np.ndarray, Any]:
+        data = self.data
+        self.W[:] = data.W0  # every run starts from (W0, b0): repeated runs must not continue each other
+        b = self.descend(self.kernel, data.X, data.y, self.W, data.X.dtype.type(data.b0), self.step, iters,
+                         self.parts)
+        return self.W, b
+
+
+class NumbaFramework(Framework):
+    name = "numba"
+    variants = {"cpu": ("loop", "fused")}
+
+    def __init__(self) -> None:
+        # Numba compiles `@` and np.dot to BLAS calls it finds through SciPy; without SciPy `loop` cannot
+        # compile, so it is not offered (reported as unavailable rather than as a failed run).
+        if importlib.util.find_spec("scipy") is None:
+            self.variants = {"cpu": ("fused",)}
+
+    def version(self) -> str:
+        return numba.__version__
+
+    def configure_threads(self, threads: int) -> dict[str, Any]:
+        """Numba's pool was sized from NUMBA_NUM_THREADS at import; the API may only lower it."""
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        return {"num_threads": numba.get_num_threads(), "pool_size": numba.config.NUMBA_NUM_THREADS,
+                "threading_layer": self.threading_layer()}
+
+    @staticmethod
+    def threading_layer() -> str:
+        """The layer in use (omp, tbb, workqueue); Numba only picks one when a parallel region first runs."""
+        try:
+            return numba.threading_layer()
+        except ValueError:
+            _probe_pool(np.zeros(2))  # a throwaway region: no solver code is compiled ahead of its timed call
+            return numba.threading_layer()
+
+    def make_solver(self, device: str, variant: str) -> Solver:
+        if variant not in self.variants.get(device, ()):
+            raise Unavailable(f"numba offers no {variant} on {device} here (the loop variant needs SciPy)")
+        return LoopSolver() if variant == "loop" else FusedSolver()
+
+    def details(self, device: str) -> dict[str, Any]:
+        return {
+            "threading_layer": self.threading_layer(),
+            "num_threads": numba.get_num_threads(),
+            "fastmath": sorted(FASTMATH),
+            "parallel_min_elements": PARALLEL_MIN_ELEMENTS,
+            "small_d_kernels": SMALL_D,
+            # The CPU LLVM generates code for: it decides the vector width (AVX2, AVX-512) of every kernel.
+            "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
+        }
+
+
+FRAMEWORK = NumbaFramework()
