@@ -7,6 +7,7 @@
 #   make wheelhouse                  download the locked wheels (and torch's .debs) for the flavour
 #   make locks                       re-resolve every lock from its requirements .in file (network)
 #   make image-info                  each built image's size and pinned versions (from its labels)
+#   NO_CACHE=1                       rebuild every layer (how a cold build is timed)
 
 PY ?= $(abspath .venv)/bin/python
 FLAVOUR ?= cpu
@@ -59,7 +60,7 @@ wheelhouse-$(1): .cache/wheelhouse/$(1)-$$(FLAVOUR).stamp $(if $(wildcard images
 	else mkdir -p .cache/debhouse/$(1); fi
 
 image-$(1): base-image wheelhouse-$(1) gdbench-wheel
-	@$$(PY) scripts/build_image.py $$(call service,$(1)) --base $$(BASE_IMAGE)
+	@$$(PY) scripts/build_image.py $$(call service,$(1)) --base $$(BASE_IMAGE) $$(if $$(NO_CACHE),--no-cache)
 endef
 $(foreach fw,$(IMAGE_FRAMEWORKS_cpu),$(eval $(call image_rules,$(fw))))
 

@@ -93,7 +93,7 @@ def check(service_name: str, image: str, args: dict[str, str]) -> Path:
     return lock
 
 
-def build(service_name: str, base: str | None, log_dir: Path) -> str:
+def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = False) -> str:
     env = dict(os.environ)
     if base:
         env["GDBENCH_BASE_IMAGE"] = base
@@ -115,6 +115,8 @@ def build(service_name: str, base: str | None, log_dir: Path) -> str:
     context = [svc.build.dockerfile, "images/system-delta.sh", lock.relative_to(ROOT).as_posix(), wheelhouse,
                debhouse, *wheels]
     cmd = ["docker", "build", "--rm", "--force-rm", "-f", svc.build.dockerfile, "-t", svc.image]
+    if no_cache:
+        cmd.append("--no-cache")
     for key, value in sorted(args.items()):
         cmd += ["--build-arg", f"{key}={value}"]
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -141,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", help="compose service: numpy, …, torch, jax-gpu, tensorflow-gpu, torch-gpu")
     parser.add_argument("--base", help=f"base image (default: compose's, i.e. {LOCAL_BASE})")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".cache" / "build-logs")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every layer (a cold build's time)")
     opts = parser.parse_args(argv)
     try:
-        build(opts.service, opts.base, opts.log_dir)
+        build(opts.service, opts.base, opts.log_dir, opts.no_cache)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
