@@ -336,3 +336,24 @@ def test_cuda_flavour_builds_up_to_the_wheel_install(docker: None) -> None:
                      flags=["--network", "none"])
     subprocess.run(["docker", "rmi", "gdbench/test:cuda-system"], capture_output=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.docker
+def test_context_dot_build_makes_the_same_image(docker: None) -> None:
+    """compose's build section as the orchestrator uses it (Docker SDK, context ".", .dockerignore) gives the
+    image `make` built, layer for layer."""
+    import docker as docker_sdk
+
+    tag = _built("numpy")
+    svc = compose().service("numpy")
+    client = docker_sdk.from_env()
+    errors = [chunk for chunk in client.api.build(path=str(svc.build.context), dockerfile=svc.build.dockerfile,
+                                                  buildargs=svc.build.args, tag="gdbench/test:numpy-context",
+                                                  rm=True, decode=True) if "error" in chunk]
+    try:
+        assert not errors, errors
+        built = client.images.get("gdbench/test:numpy-context").attrs["RootFS"]["Layers"]
+        assert built == client.images.get(tag).attrs["RootFS"]["Layers"]
+    finally:
+        if not errors:
+            client.images.remove("gdbench/test:numpy-context")
