@@ -59,10 +59,13 @@ wheelhouse-$(1): .cache/wheelhouse/$(1)-$$(FLAVOUR).stamp $(if $(wildcard images
 	  bash scripts/fetch-debs.sh $$(BASE_IMAGE) images/$(1)/apt-packages.txt .cache/debhouse/$(1); \
 	else mkdir -p .cache/debhouse/$(1); fi
 
-image-$(1): base-image wheelhouse-$(1) gdbench-wheel
+image-$(1): base-image $$(if $$(filter $(1),$$(IMAGE_FRAMEWORKS)),wheelhouse-$(1),no-flavour-$(1)) gdbench-wheel
 	@$$(PY) scripts/build_image.py $$(call service,$(1)) --base $$(BASE_IMAGE) $$(if $$(NO_CACHE),--no-cache)
 endef
 $(foreach fw,$(IMAGE_FRAMEWORKS_cpu),$(eval $(call image_rules,$(fw))))
+
+no-flavour-%:
+	@echo "error: $* has no $(FLAVOUR) flavour (images of FLAVOUR=$(FLAVOUR): $(IMAGE_FRAMEWORKS))" >&2; exit 2
 
 locks:  ## re-resolve every lock (uv pip compile --generate-hashes; needs PyPI), then review the diff
 	@test -x .cache/tools/bin/uv || { python3 -m venv .cache/tools && \
