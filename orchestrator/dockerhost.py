@@ -33,7 +33,9 @@ LABEL_RUN = "io.gdbench.run"
 LABEL_KEY = "io.gdbench.container"
 IMAGE_LABELS = ("io.gdbench.framework", "io.gdbench.framework.version", "io.gdbench.flavour", "io.gdbench.cuda.version")
 NOBODY = "65534:65534"
-TMPFS = {"/tmp": "rw,nosuid,nodev,size=512m"}
+# The only writable path. `exec`, because Docker mounts a tmpfs noexec by default and JITs that load what
+# they compiled from their cache there (torch.compile, Triton) then fail with "failed to map segment".
+TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=512m"}
 
 
 class GpuUnavailable(GdbenchError):
