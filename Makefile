@@ -45,7 +45,7 @@ bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and 
 	$(PY) -m solvers bench
 
 bench-all: venv system-deps docker images  ## the full default sweep on every device this host has, then the report
-	$(PY) -m orchestrator run --devices auto --out $(RUN_DIR)
+	$(PY) -m orchestrator run --devices cpu,auto --out $(RUN_DIR)
 	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report
 	@echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html" >&2
 
@@ -53,7 +53,7 @@ doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images
 	$(PY) -m orchestrator doctor
 
 smoke: venv system-deps docker images  ## a small sweep over every framework on every device this host has
-	$(PY) -m orchestrator run --devices auto --dims 2,5 --n 500 --iters 50 --repeats 2 --out $(RUN_DIR)
+	$(PY) -m orchestrator run --devices cpu,auto --dims 2,5 --n 500 --iters 50 --repeats 2 --out $(RUN_DIR)
 
 clean-containers: venv  ## remove containers a killed gdbench left behind
 	$(PY) -m orchestrator clean

@@ -65,7 +65,7 @@ def run_command(
         show_default="all")] = None,
     devices: Annotated[str | None, typer.Option(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
-        "else the CPU)", show_default="auto")] = None,
+        "else the CPU)", show_default="cpu,auto")] = None,
     variants: Annotated[str | None, typer.Option(
         help=f"comma list of {', '.join(VARIANTS)}", show_default="all")] = None,
     dims: Annotated[str | None, typer.Option(

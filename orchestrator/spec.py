@@ -128,7 +128,7 @@ class SweepOptions:
     """Everything ``gdbench run`` was asked for, already parsed and checked."""
 
     frameworks: list[str] = field(default_factory=lambda: list(registry.FRAMEWORKS))
-    devices: list[str] = field(default_factory=lambda: ["auto"])
+    devices: list[str] = field(default_factory=lambda: ["cpu", "auto"])  # every device this host has
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     dims: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50, 100])
     n: int = 10_000
