@@ -32,6 +32,7 @@ def _data(n: int, d: int, dtype: str = "float64"):
 
 @pytest.mark.parametrize("variant", ["loop", "fused"])
 @pytest.mark.parametrize(("n", "d"), [(1001, 1), (999, 2), (1003, 5), (1001, 7), (1001, 8), (777, 33), (401, 100)])
+# d covers every kernel family: generated (d <= SMALL_D), four-row for runtime d, four-row for the exact d
 def test_matches_reference(variant: str, n: int, d: int) -> None:
     if variant not in FW.variants["cpu"]:
         pytest.skip(f"{variant} not offered here (needs SciPy)")
@@ -51,7 +52,7 @@ def test_fused_paths_and_chunking(d: int, chunks: int) -> None:
     data = _data(n, d)
     W_ref, b_ref = reference(data, ITERS)
     step = 2.0 * data.lr / n
-    kernels = {numba_.row_kernel(d), numba_.rows_generic}
+    kernels = {numba_.row_kernel(d), numba_.blocked_kernel(d)}
     for kernel in kernels:
         for descend in (numba_.descend_serial, numba_.descend_parallel):
             parts = np.full((chunks if descend is numba_.descend_parallel else 1, 48), np.nan)
@@ -61,22 +62,25 @@ def test_fused_paths_and_chunking(d: int, chunks: int) -> None:
             assert err <= TOLERANCE["float64"], (kernel, descend, err)
 
 
-def test_small_kernels_agree_with_generic() -> None:
-    """The generated small-d kernels compute the same partial gradient as the generic one (odd row counts)."""
+def test_row_kernels_compute_the_partial_gradient() -> None:
+    """Both kernel families against NumPy on a row range that is not a multiple of the four-row block."""
     rng = np.random.default_rng(1)
-    for d in range(1, numba_.SMALL_D + 1):
+    for d in [*range(1, numba_.SMALL_D + 3), 33]:
         X = rng.standard_normal((37, d))
         y = rng.standard_normal(37)
         W = rng.standard_normal(d)
-        small, generic = np.zeros(d + 1), np.zeros(d + 1)
-        numba_.small_kernel(d)(X, y, W, 0.25, 3, 34, small)
-        numba_.rows_generic(X, y, W, 0.25, 3, 34, generic)
         r = y[3:34] - (X[3:34] @ W + 0.25)
         expected = np.append(X[3:34].T @ r, r.sum())
-        np.testing.assert_allclose(small, expected, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(generic, expected, rtol=1e-12, atol=1e-12)
+        kernels = [numba_.blocked_kernel(d), numba_.blocked_kernel(None)]
+        kernels += [numba_.small_kernel(d)] if d <= numba_.SMALL_D else []
+        for kernel in kernels:
+            out = np.full(d + 1, np.nan)
+            kernel(X, y, W, 0.25, 3, 34, out)
+            np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
         numba_.small_kernel(numba_.SMALL_D + 1)
+    with pytest.raises(ValueError):
+        numba_.blocked_kernel(0)
 
 
 @pytest.mark.parametrize("variant", ["loop", "fused"])

@@ -13,22 +13,25 @@ reaches through SciPy) and allocates its temporaries.
   gradient to its own row of a buffer allocated in ``setup``, aligned so no two threads write the same cache
   line, and the partials are summed in chunk order afterwards (d+1 numbers per thread). Nothing is
   allocated per iteration (the tests count Numba's allocations).
-* Large d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
-  FMAs per load of W or g, and LLVM vectorises them. ``fastmath`` is limited to ``reassoc`` (lets the row
-  dot product be a vector reduction) and ``contract`` (FMA); both only reorder rounding, ~1e-16 relative
-  here, far inside the 1e-8 float64 tolerance (the tests check it), and no flag assumes away NaN or inf.
+* Larger d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
+  FMAs per load of W or g, and LLVM vectorises them. From ``EXACT_D_MIN`` this kernel is compiled with d
+  as a constant (known strides and trip counts: ~20 % faster on two threads at d=100). ``fastmath`` is
+  limited to ``reassoc`` (lets the row dot product be a vector reduction) and ``contract`` (FMA); both only
+  reorder rounding, ~1e-16 relative here, far inside the 1e-8 float64 tolerance (the tests check it), and
+  no flag assumes away NaN or infinity.
 * Small d: a kernel generated for that exact d keeps W and the gradient in scalar registers with a
-  constant row stride, so LLVM vectorises across rows instead (an inner loop of runtime length 2 cannot be
-  vectorised, and that kernel is ~20x slower at d=2).
-* Small n·d stays on one thread: starting and joining a parallel region costs ~2 µs, which only pays when
-  the pass it halves is longer than ~8 µs, i.e. from ``PARALLEL_MIN_ELEMENTS`` elements of X.
+  constant row stride, so LLVM vectorises across rows instead (a row loop of length 2 cannot be vectorised:
+  the four-row kernel is 4-5x slower at d=2).
+* Small n·d stays on one thread: starting and joining a parallel region costs ~1-2 µs, which only pays
+  from ``PARALLEL_MIN_ELEMENTS`` elements of X per pass.
 * The iteration loop itself is inside the one compiled call, so Python is entered once per ``run``.
 
-Tried and dropped (no gain measured, one thread): eight rows per group instead of four, kernels compiled
-for the exact d at large d, padding rows to whole vectors, software prefetch, a software-pipelined loop
-that dots the next rows while updating with the previous ones, 256-bit instead of 512-bit vectors. The
-fused pass costs about 1.5 single-thread gemvs because each element of X is loaded twice from L1 (dot, then
-update): r_i is only known once the whole row has been read.
+Measured on the 2-core development host (AMD EPYC, AVX-512, n=10,000, float64, two threads, idle host):
+0.0012 ms/step at d=2 and 0.060-0.075 at d=100, where one NumPy gemv X·W takes 0.049-0.058 and the NumPy
+loop 0.14-0.17. Tried and dropped (no gain): eight rows per group instead of four, padding rows to whole
+vectors, software prefetch, a software-pipelined loop that dots the next rows while updating with the
+previous ones, 256-bit instead of 512-bit vectors. A fused pass costs about 1.5 one-thread gemvs because
+each element of X is loaded twice from L1 (dot, then update): r_i is only known once its row is read.
 
 Compilation happens in the first ``run`` (timed by shared code as ``compile_s``). There is deliberately no
 on-disk cache (``cache=True``): ``compile_s`` would then depend on what earlier runs left on the host, and
@@ -53,13 +56,16 @@ from ..problem import ProblemData
 #: Reassociation (vector reductions) and contraction (FMA) only: no flag that assumes finite values.
 FASTMATH = {"reassoc", "contract"}
 #: Up to this d the fused kernel is generated for the exact d (scalar accumulators, vectorised over rows).
-#: Measured on AVX-512 (Zen 5), one thread, n=10,000: 1.2 µs/step at d=2 and 7.8 at d=7 against ~20 for
-#: the generic kernel; at d=8 LLVM stops vectorising the generated kernel across rows and it is no faster.
+#: One thread, n=10,000, µs/step: d=2 1.2 and d=7 8.1, against 5.4 and 22 for the four-row kernel; at d=8
+#: LLVM stops vectorising the generated kernel across rows (25.6) and the four-row kernel wins (16.3).
 SMALL_D = 7
-#: Below this many elements of X per pass the fused solver stays on one thread (see the module docstring).
-#: Measured at n=10,000, two threads, best of many runs: d=2 1.4 µs on one thread vs 3.3 on two, d=8 16.5
-#: vs 11, d=10 21 vs 15.5.
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: From this d the four-row kernel is compiled for the exact d. Two threads, n=10,000, ms/step, runtime d
+#: vs exact d: d=24 0.022/0.020, d=32 0.028/0.024, d=100 0.074/0.060, d=128 0.084/0.075; below it LLVM
+#: fully unrolls the short row loops into slower code (d=16 0.014/0.031).
+EXACT_D_MIN = 24
+#: From this many elements of X per pass the fused solver splits rows across threads (see the docstring).
+#: n=10,000, µs/step on one thread vs two: d=2 1.2 vs 1.7, d=4 3.2 vs 2.5, d=8 16 vs 11.
+PARALLEL_MIN_ELEMENTS = 1 << 15
 #: Partial-gradient rows start on 128-byte boundaries (two 64-byte lines: the L2 prefetcher fetches pairs)
 #: and fill whole such blocks, so two threads never write the same line or its prefetch partner.
 _ALIGN = 128
@@ -85,55 +91,64 @@ def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compil
 # --------------------------------------------------------------------------------------------------- fused
 
 
-@njit(fastmath=FASTMATH)
-def rows_generic(X, y, W, b, lo, hi, out):  # pragma: no cover - compiled
-    """Partial gradient of rows [lo, hi): Σ r_i·x_i into out[:d], Σ r_i into out[d]; four rows at a time."""
-    d = X.shape[1]
-    zero = X.dtype.type(0)
-    g = out[:d]
-    for j in range(d):
-        g[j] = zero
-    gb = zero
-    i = lo
-    while i + 4 <= hi:
-        x0 = X[i]
-        x1 = X[i + 1]
-        x2 = X[i + 2]
-        x3 = X[i + 3]
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
+@functools.cache
+def blocked_kernel(d: int | None) -> Callable[..., None]:
+    """The row kernel four rows at a time, for one d ≥ 1 (a compile-time constant) or any d (None)."""
+    if d is not None and d < 1:
+        raise ValueError(f"d must be >= 1, not {d}")
+    D = d  # a closure constant: Numba compiles it into the code, so strides and trip counts are known
+
+    @njit(fastmath=FASTMATH)
+    def rows_blocked(X, y, W, b, lo, hi, out):  # pragma: no cover - compiled
+        """Partial gradient of rows [lo, hi): Σ r_i·x_i into out[:d], Σ r_i into out[d]."""
+        d = X.shape[1] if D is None else D
+        zero = X.dtype.type(0)
+        g = out[:d]
         for j in range(d):
-            w = W[j]
-            s0 += x0[j] * w
-            s1 += x1[j] * w
-            s2 += x2[j] * w
-            s3 += x3[j] * w
-        r0 = y[i] - b - s0
-        r1 = y[i + 1] - b - s1
-        r2 = y[i + 2] - b - s2
-        r3 = y[i + 3] - b - s3
-        for j in range(d):
-            g[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
-        gb += (r0 + r1) + (r2 + r3)
-        i += 4
-    while i < hi:
-        x = X[i]
-        s = zero
-        for j in range(d):
-            s += x[j] * W[j]
-        r = y[i] - b - s
-        for j in range(d):
-            g[j] += r * x[j]
-        gb += r
-        i += 1
-    out[d] = gb
+            g[j] = zero
+        gb = zero
+        i = lo
+        while i + 4 <= hi:
+            x0 = X[i]
+            x1 = X[i + 1]
+            x2 = X[i + 2]
+            x3 = X[i + 3]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for j in range(d):
+                w = W[j]
+                s0 += x0[j] * w
+                s1 += x1[j] * w
+                s2 += x2[j] * w
+                s3 += x3[j] * w
+            r0 = y[i] - b - s0
+            r1 = y[i + 1] - b - s1
+            r2 = y[i + 2] - b - s2
+            r3 = y[i + 3] - b - s3
+            for j in range(d):
+                g[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
+            gb += (r0 + r1) + (r2 + r3)
+            i += 4
+        while i < hi:
+            x = X[i]
+            s = zero
+            for j in range(d):
+                s += x[j] * W[j]
+            r = y[i] - b - s
+            for j in range(d):
+                g[j] += r * x[j]
+            gb += r
+            i += 1
+        out[d] = gb
+
+    return rows_blocked
 
 
 _SMALL_TEMPLATE = '''
 def _rows_d{D}(X, y, W, b, lo, hi, out):
-    """rows_generic for d={D}: constant stride, scalar accumulators, so LLVM vectorises across rows."""
+    """The row kernel for d={D}: constant stride, scalar accumulators, so LLVM vectorises across rows."""
     zero = X.dtype.type(0)
     xs = X[lo:hi].reshape(-1)
     ys = y[lo:hi]
@@ -169,8 +184,10 @@ def small_kernel(d: int) -> Callable[..., None]:
 
 
 def row_kernel(d: int) -> Callable[..., None]:
-    """The fused row kernel used for dimension d."""
-    return small_kernel(d) if d <= SMALL_D else rows_generic
+    """The fused row kernel used for dimension d (thresholds measured, see ``SMALL_D`` and ``EXACT_D_MIN``)."""
+    if d <= SMALL_D:
+        return small_kernel(d)
+    return blocked_kernel(d if d >= EXACT_D_MIN else None)
 
 
 @njit(fastmath=FASTMATH)
@@ -312,6 +329,7 @@ class NumbaFramework(Framework):
             "fastmath": sorted(FASTMATH),
             "parallel_min_elements": PARALLEL_MIN_ELEMENTS,
             "small_d_kernels": SMALL_D,
+            "exact_d_min": EXACT_D_MIN,
             # The CPU LLVM generates code for: it decides the vector width (AVX2, AVX-512) of every kernel.
             "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
         }
