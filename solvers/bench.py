@@ -28,6 +28,7 @@ import numpy as np
 
 from . import registry, threads
 from .base import Framework, Unavailable
+from .problem import ProblemData, ProblemSpec
 
 #: Targets, as ratios measured in the same run.
 TARGET_D100_SPEEDUP = 2.0
@@ -48,10 +49,19 @@ class Row:
     status: str
     ms: float | None = None
     reason: str | None = None
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.ms is not None
+
+
+def _measure(fw: Framework, variant: str, data: ProblemData, ref: tuple[np.ndarray, float], spec: ProblemSpec,
+             repeats: int) -> dict[str, Any]:
+    from .timing import measure
+
+    return measure(lambda: fw.make_solver("cpu", variant), data, ref, variant=variant, iters=spec.iters,
+                   repeats=repeats, dtype=spec.dtype, gpu_state=lambda: None)
 
 
 def gemv_floor_s(X: np.ndarray) -> float:
@@ -112,8 +122,10 @@ def _table(dim: int, rows: list[Row], floor_ms: float, readings: tuple[float, fl
         speedup = base / r.ms if r.ok and base else None
         ratio = r.ms / floor_ms if r.ok else None
         status = "ok" if r.ok else f"{r.status}: {r.reason}"
+        if r.note:
+            status += f" ({r.note})"
         out.append(f"{r.framework:<11} {r.variant:<7} {_fmt(r.ms, '.4f'):>10} {_fmt(speedup, '.2f', 'x'):>14} "
-                   f"{_fmt(ratio, '.2f', 'x'):>8}  {status[:100]}")
+                   f"{_fmt(ratio, '.2f', 'x'):>8}  {status[:160]}")
     return out
 
 
@@ -174,7 +186,6 @@ def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[s
 def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     """Run the report; see the module docstring for what is measured and why."""
     from . import problem
-    from .timing import measure
 
     log = sys.stderr
     try:
@@ -219,11 +230,16 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
         for name, fw in frameworks.items():
             for variant in fw.variants["cpu"]:
                 print(f"{name}/cpu/{variant} d={dim} …", file=log, flush=True)
-                res: dict[str, Any] = measure(lambda f=fw, v=variant: f.make_solver("cpu", v), data, ref,
-                                              variant=variant, iters=spec.iters, repeats=args.repeats,
-                                              dtype=spec.dtype, gpu_state=lambda: None)
+                res = _measure(fw, variant, data, ref, spec, args.repeats)
+                note = None
+                if res["status"] == "failed" and str(res["reason"]).startswith("sync check failed"):
+                    # On a shared host one noisy moment can push the 2k/k ratio out of range; a solver that
+                    # really misses queued work fails again, so one fresh attempt is allowed, and reported.
+                    note = f"retried after: {res['reason']}"
+                    print(f"  {note}", file=log, flush=True)
+                    res = _measure(fw, variant, data, ref, spec, args.repeats)
                 ms = res["time_per_iter_s"] * 1e3 if res["status"] == "ok" else None
-                rows.append(Row(name, variant, dim, res["status"], ms, res["reason"]))
+                rows.append(Row(name, variant, dim, res["status"], ms, res["reason"], note))
         # Measured again after the rows, and the lower kept: a floor inflated by a busy moment would flatter
         # every solver, and the stricter reading is the honest one.
         floor_after = gemv_floor_s(data.X) * 1e3
