@@ -94,6 +94,19 @@ def test_float32_stays_float32(variant: str, d: int) -> None:
     assert max_rel_error(W, b, *reference(data, ITERS)) <= TOLERANCE["float32"]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_layout_is_aligned_and_zero_padded(dtype: str) -> None:
+    data = _data(301, 100, dtype)
+    solver = FW.make_solver("cpu", "fused")
+    solver.setup(data)
+    X = solver.X
+    assert X.ctypes.data % 64 == 0 and X.strides[0] % 64 == 0 and X.shape[1] > 100
+    np.testing.assert_array_equal(X[:, :100], data.X)
+    assert not X[:, 100:].any()
+    W, _ = solver.fetch(solver.run(3))
+    assert W.shape == (100,) and not solver.W[100:].any()  # the padding's gradient is exactly zero
+
+
 def test_repeated_runs_start_from_w0() -> None:
     data = _data(503, 4)
     solver = FW.make_solver("cpu", "fused")
