@@ -2,7 +2,11 @@
 
 ``loop`` is the textbook form (temporaries allocated each step). ``fused`` is the fastest plain-NumPy
 form: preallocated buffers and ``out=`` arguments so each step does two BLAS gemv calls and no allocation,
-with the bias folded into the residual update. NumPy cannot fuse the two passes over X; that is numba's job.
+with the bias folded into the residual update, and Xᵀ kept as its own C-contiguous copy (made in setup,
+outside the clock, like the JAX and TensorFlow layouts): OpenBLAS's gemv over the transposed view of X
+took 0.096 ms at d=100 against 0.053 ms over the contiguous copy (2 threads), so both products now read
+memory row by row. The price is a second copy of X. NumPy cannot fuse the two passes over X; that is
+numba's job.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class LoopSolver:
 
 
 class FusedSolver(LoopSolver):
+    def setup(self, data: ProblemData) -> None:
+        self.data = data
+        self.XT = np.ascontiguousarray(data.X.T)
+
     def run(self, iters: int) -> tuple[np.ndarray, float]:
         X, y = self.data.X, self.data.y
         n = X.shape[0]
@@ -49,7 +57,7 @@ class FusedSolver(LoopSolver):
         b = dt(self.data.b0)
         r = np.empty_like(y)
         g = np.empty_like(W)
-        XT = X.T
+        XT = self.XT
         for _ in range(iters):
             np.matmul(X, W, out=r)
             np.subtract(y, r, out=r)
