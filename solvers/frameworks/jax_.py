@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
 from ..base import Framework, Solver, Unavailable  # noqa: E402
-from ..problem import ProblemData  # noqa: E402
+from ..problem import ProblemData, augmented_transpose  # noqa: E402
 
 HIGHEST = lax.Precision.HIGHEST
 
@@ -144,10 +144,7 @@ class FusedSolver(_Base):
 
     def setup(self, data: ProblemData) -> None:
         dt = data.X.dtype
-        A = np.empty((data.d + 1, data.n), dtype=dt)
-        A[:-1] = data.X.T
-        A[-1] = 1
-        self.A, self.y = self._put(A), self._put(data.y)
+        self.A, self.y = self._put(augmented_transpose(data)), self._put(data.y)
         self.theta0 = self._put(np.append(data.W0, dt.type(data.b0)))
         self.step = self._put(np.asarray(2.0 * data.lr / data.n, dtype=dt))
         jax.block_until_ready((self.A, self.y, self.theta0, self.step))

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..base import Framework, Solver, Unavailable
-from ..problem import ProblemData
+from ..problem import ProblemData, augmented_transpose
 
 # A process-wide flag that creates no context: float32 matmuls and convolutions stay IEEE float32 on GPU.
 tf.config.experimental.enable_tensor_float_32_execution(False)
@@ -134,10 +134,7 @@ class FusedSolver(_Base):
 
     def setup(self, data: ProblemData) -> None:
         dt = data.X.dtype
-        A = np.empty((data.d + 1, data.n), dtype=dt)
-        A[:-1] = data.X.T
-        A[-1] = 1
-        self.A, self.y = self._put(A), self._put(data.y)
+        self.A, self.y = self._put(augmented_transpose(data)), self._put(data.y)
         self.theta0 = self._put(np.append(data.W0, dt.type(data.b0)))
         self.step = self._put(np.asarray(2.0 * data.lr / data.n, dtype=dt))
         self.sync((self.A, self.y))
