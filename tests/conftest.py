@@ -41,3 +41,27 @@ def run_solvers(*args: str, env: dict[str, str] | None = None, timeout: float = 
 @pytest.fixture
 def solvers_cli():
     return run_solvers
+
+
+#: CI sets this: a missing daemon or image then fails the Docker tests instead of skipping them.
+REQUIRE_DOCKER = os.environ.get("GDBENCH_REQUIRE_DOCKER") == "1"
+
+
+def docker_unusable(reason: str) -> None:
+    """Skip (on a developer machine) or fail (in CI) a test whose Docker prerequisites are missing."""
+    if REQUIRE_DOCKER:
+        pytest.fail(f"{reason} (GDBENCH_REQUIRE_DOCKER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def host():
+    """A connection to the real Docker engine."""
+    from orchestrator.dockerhost import DockerHost
+    from orchestrator.errors import GdbenchError
+
+    try:
+        return DockerHost.connect()
+    except GdbenchError as exc:
+        docker_unusable(str(exc))
+        raise

@@ -42,14 +42,13 @@ from orchestrator.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
-    GdbenchError,
     Interrupted,
 )
 from orchestrator.merge import load_runs
 from orchestrator.runner import signals_as_interrupts
 from orchestrator.spec import SweepOptions
 from solvers import schema
-from tests.conftest import ROOT
+from tests.conftest import ROOT, docker_unusable
 
 pytestmark = pytest.mark.docker
 
@@ -57,7 +56,6 @@ SMALL = ["--devices", "cpu", "--dims", "2,5", "--n", "500", "--iters", "50", "--
 #: X is 100,000 x 100 float64 (80 MB) and 100,000 steps: minutes of work, so the container is surely running
 #: when the test acts on it (a timeout or a kill ends it long before).
 LONG = ["--devices", "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--repeats", "1", "--no-sync-check"]
-REQUIRE = os.environ.get("GDBENCH_REQUIRE_DOCKER") == "1"
 FRAMEWORKS = ["numpy", "numba", "jax", "torch", "tensorflow"]
 
 OUTCOMES: list[dict[str, str]] = []
@@ -81,28 +79,13 @@ def outcome_table() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-def _unusable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (GDBENCH_REQUIRE_DOCKER=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def host() -> DockerHost:
-    try:
-        return DockerHost.connect()
-    except GdbenchError as exc:
-        _unusable(str(exc))
-        raise
-
-
 @pytest.fixture(scope="module")
 def compose(host: DockerHost) -> ComposeFile:
     cf = load_compose(ROOT / "compose.yaml")
     missing = [cf.service_for(fw, "cpu").image for fw in FRAMEWORKS if host.image(cf.service_for(fw, "cpu").image)
                is None]
     if missing:
-        _unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
+        docker_unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
     return cf
 
 

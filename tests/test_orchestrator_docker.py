@@ -25,27 +25,11 @@ from orchestrator.merge import load_runs
 from orchestrator.runner import locked, plan
 from orchestrator.spec import RunSpec, SweepOptions
 from solvers import registry, schema
-from tests.conftest import ROOT
+from tests.conftest import ROOT, docker_unusable
 
 pytestmark = pytest.mark.docker
 
 SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
-REQUIRE = os.environ.get("GDBENCH_REQUIRE_DOCKER") == "1"
-
-
-def _unusable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (GDBENCH_REQUIRE_DOCKER=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def host() -> DockerHost:
-    try:
-        return DockerHost.connect()
-    except GdbenchError as exc:
-        _unusable(str(exc))
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +37,7 @@ def compose() -> ComposeFile:
     try:
         return load_compose(os.environ.get("GDBENCH_COMPOSE") or ROOT / "compose.yaml")
     except GdbenchError as exc:
-        _unusable(str(exc))
+        docker_unusable(str(exc))
         raise
 
 
@@ -61,7 +45,7 @@ def _require_images(host: DockerHost, compose: ComposeFile, frameworks: list[str
     missing = [compose.service_for(fw, "cpu").image for fw in frameworks
                if host.image(compose.service_for(fw, "cpu").image) is None]
     if missing:
-        _unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
+        docker_unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +357,7 @@ def test_images_build_through_the_sdk(host: DockerHost, compose: ComposeFile, tm
     """``gdbench images --build`` builds a compose service with the classic builder (no compose plugin)."""
     base = compose.service("numpy").build.args["BASE_IMAGE"]
     if host.image(base) is None:
-        _unusable(f"base image {base} not built (make base-image)")
+        docker_unusable(f"base image {base} not built (make base-image)")
     tag = f"gdbench-test/numpy:build-{os.getpid()}"
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text(
