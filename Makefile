@@ -45,9 +45,11 @@ bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and 
 	$(PY) -m solvers bench
 
 bench-all: venv system-deps docker images  ## the full default sweep on every device this host has, then the report
-	$(PY) -m orchestrator run --devices cpu,auto --out $(RUN_DIR)
-	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report
-	@echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html" >&2
+	@# Failed or unavailable rows (exit 1, 3) are results too: the report shows them. Anything else stops here.
+	@rc=0; $(PY) -m orchestrator run --devices cpu,auto --out $(RUN_DIR) || rc=$$?; \
+	case $$rc in 0|1|3) ;; *) exit $$rc ;; esac; \
+	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report && \
+	echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html (sweep exit status $$rc)" >&2
 
 doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
 	$(PY) -m orchestrator doctor
