@@ -83,6 +83,15 @@ def _nvml_index() -> int:
     return int(first) if first.isdigit() else 0
 
 
+def _nvml_handle():
+    """(pynvml, handle of the GPU this process uses), or None where NVML or the device is absent."""
+    nv = _nvml()
+    if nv is None:
+        return None
+    handle = _safe(nv.nvmlDeviceGetHandleByIndex, _nvml_index())
+    return None if handle is None else (nv, handle)
+
+
 def _safe(fn, *args):
     try:
         value = fn(*args)
@@ -93,12 +102,10 @@ def _safe(fn, *args):
 
 def collect_gpu() -> dict[str, Any] | None:
     """Static facts about the GPU this process uses, via NVML; ``None`` when NVML is absent."""
-    nv = _nvml()
-    if nv is None:
+    found = _nvml_handle()
+    if found is None:
         return None
-    handle = _safe(nv.nvmlDeviceGetHandleByIndex, _nvml_index())
-    if handle is None:
-        return None
+    nv, handle = found
     mem = _safe(nv.nvmlDeviceGetMemoryInfo, handle)
     cuda = _safe(nv.nvmlSystemGetCudaDriverVersion_v2) or _safe(nv.nvmlSystemGetCudaDriverVersion)
     return {
@@ -113,12 +120,10 @@ def collect_gpu() -> dict[str, Any] | None:
 
 def collect_gpu_state() -> dict[str, Any] | None:
     """Clocks, temperature and throttle reasons right now: taken before and after the timed runs."""
-    nv = _nvml()
-    if nv is None:
+    found = _nvml_handle()
+    if found is None:
         return None
-    handle = _safe(nv.nvmlDeviceGetHandleByIndex, _nvml_index())
-    if handle is None:
-        return None
+    nv, handle = found
     reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
         nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None
     )
