@@ -53,22 +53,21 @@ def parse_frameworks(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_devices(text: str) -> list[str]:
+def _choose(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """A non-empty comma list drawn from ``allowed``, de-duplicated in order."""
     names = _split(text)
-    unknown = [n for n in names if n not in DEVICE_CHOICES]
+    unknown = [n for n in names if n not in allowed]
     if not names or unknown:
-        raise InvalidOptions(f"unknown device(s) {', '.join(unknown) or repr(text)}; "
-                             f"choose from {', '.join(DEVICE_CHOICES)}")
+        raise InvalidOptions(f"unknown {what}(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(names))
+
+
+def parse_devices(text: str) -> list[str]:
+    return _choose(text, DEVICE_CHOICES, "device")
 
 
 def parse_variants(text: str) -> list[str]:
-    names = _split(text)
-    unknown = [n for n in names if n not in VARIANTS]
-    if not names or unknown:
-        raise InvalidOptions(f"unknown variant(s) {', '.join(unknown) or repr(text)}; "
-                             f"choose from {', '.join(VARIANTS)}")
-    return list(dict.fromkeys(names))
+    return _choose(text, VARIANTS, "variant")
 
 
 def parse_dims(text: str) -> list[int]:
