@@ -143,8 +143,9 @@ def wait_running(host: DockerHost, run_id: str, key: str, proc: subprocess.Popen
 
 def container_events(host: DockerHost, run_id: str, since: dt.datetime, until: dt.datetime) -> dict[str, list[str]]:
     """The daemon's own record of this run's containers: {"create": [keys], "destroy": [keys]}."""
-    # Whole seconds (the SDK would truncate datetimes): from the second before ``since`` through ``until``.
-    events = host.client.events(since=math.floor(since.timestamp()) - 1, until=math.ceil(until.timestamp()),
+    # The daemon reads "seconds.nanoseconds" (nine digits); the SDK would truncate a datetime to whole seconds,
+    # and a window widened to whole seconds also catches an earlier run's containers of the same run id.
+    events = host.client.events(since=f"{since.timestamp():.9f}", until=math.ceil(until.timestamp()),
                                 filters={"type": "container", "event": ["create", "destroy"],
                                          "label": [f"{LABEL_RUN}={run_id}"]}, decode=True)
     seen: dict[str, list[str]] = {"create": [], "destroy": []}
