@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from solvers import registry
+from solvers import problem, registry
 from solvers.base import DEVICES, VARIANTS
 from solvers.problem import DTYPES
 
@@ -72,14 +72,9 @@ def parse_variants(text: str) -> list[str]:
 
 def parse_dims(text: str) -> list[int]:
     try:
-        dims = [int(part) for part in _split(text)]
-    except ValueError:
-        raise InvalidOptions(f"--dims must be a comma list of positive integers, got {text!r}") from None
-    if not dims:
-        raise InvalidOptions("--dims is empty; give e.g. --dims 2,10,100")
-    bad = [d for d in dims if d <= 0]
-    if bad:
-        raise InvalidOptions(f"--dims must be positive, got {', '.join(map(str, bad))}")
+        dims = problem.parse_dims(text)
+    except ValueError as exc:
+        raise InvalidOptions(str(exc)) from None
     return list(dict.fromkeys(dims))
 
 

@@ -189,11 +189,11 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
 
     log = sys.stderr
     try:
-        dims = [int(p) for p in str(args.dims).split(",") if p.strip()]
+        dims = problem.parse_dims(str(args.dims))
     except ValueError:
         dims = []
     names = [p.strip() for p in str(args.frameworks).split(",") if p.strip()]
-    if not dims or min(dims) < 1 or args.n < 2 or args.iters < 1 or args.repeats < 1 or args.threads < 1:
+    if not dims or args.n < 2 or args.iters < 1 or args.repeats < 1 or args.threads < 1:
         print(f"invalid arguments: dims={args.dims!r} n={args.n} iters={args.iters} repeats={args.repeats} "
               f"threads={args.threads}", file=stdout, flush=True)
         return 2

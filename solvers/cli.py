@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import registry, threads
 from .base import DEVICES, VARIANTS, Framework, Unavailable
-from .problem import DTYPES, ProblemSpec
+from .problem import DTYPES, ProblemSpec, parse_dims
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -32,15 +32,9 @@ class InvalidInput(ValueError):
 
 def _dims(text: str) -> list[int]:
     try:
-        dims = [int(part) for part in text.split(",") if part.strip()]
+        return parse_dims(text)
     except ValueError as exc:
-        raise InvalidInput(f"--dims must be a comma list of integers, got {text!r}") from exc
-    if not dims:
-        raise InvalidInput("--dims is empty; give e.g. --dims 2,10,100")
-    bad = [d for d in dims if d <= 0]
-    if bad:
-        raise InvalidInput(f"--dims must be positive, got {bad}")
-    return dims
+        raise InvalidInput(str(exc)) from None
 
 
 def _variants(text: str) -> list[str]:

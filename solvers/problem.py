@@ -50,6 +50,20 @@ class ProblemData:
         return int(self.X.shape[1])
 
 
+def parse_dims(text: str) -> list[int]:
+    """A comma list of positive dimensions; ``ValueError`` says what is wrong with it (one rule, every CLI)."""
+    try:
+        dims = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--dims must be a comma list of integers, got {text!r}") from None
+    if not dims:
+        raise ValueError("--dims is empty; give e.g. --dims 2,10,100")
+    bad = [d for d in dims if d <= 0]
+    if bad:
+        raise ValueError(f"--dims must be positive, got {bad}")
+    return dims
+
+
 def make_data(spec: ProblemSpec, d: int) -> ProblemData:
     """Synthetic y = X·W* + b* + noise with X ~ N(0, 1); the seed mixes in d so each dimension is its own draw."""
     rng = np.random.default_rng([spec.seed, d])
