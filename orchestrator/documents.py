@@ -8,9 +8,7 @@ reason and the tail of stderr, so it shows up in the results as a failure and ne
 from __future__ import annotations
 
 import json
-import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,19 +124,8 @@ def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host: d
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same directory, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """JSON through ``solvers.schema.write_atomic``: temp file + rename, so readers never see half a file."""
+    schema.write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_document(path: Path, doc: dict[str, Any]) -> None:

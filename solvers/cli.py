@@ -122,14 +122,11 @@ def _document(args: argparse.Namespace, status: str, error: str | None, results:
 
 
 def _emit(doc: dict[str, Any], out_path: str | None, stdout: TextIO) -> None:
-    from .schema import dumps
+    from .schema import dumps, write_atomic
 
     text = dumps(doc) + "\n"
     if out_path:
-        tmp = f"{out_path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out_path)
+        write_atomic(out_path, text)
     else:
         stdout.write(text)
         stdout.flush()

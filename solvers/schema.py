@@ -7,6 +7,9 @@ refused rather than guessed at.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -141,3 +144,20 @@ def loads(text: str) -> dict[str, Any]:
 def dumps(doc: dict[str, Any]) -> str:
     """Validate then serialise; nothing invalid is ever written."""
     return json.dumps(validate(doc), indent=2, sort_keys=False, allow_nan=False)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write to a temp file in the same directory, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
