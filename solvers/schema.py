@@ -12,8 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "unavailable", "invalid")
+SCHEMA_VERSION = 2
+#: Versions this gdbench still reads; an older one is migrated on load (``migrate``), anything else refused.
+READABLE_VERSIONS = (1, 2)
+#: ``simulated``: ran and was checked under a device simulator (numba's CUDA simulator): no timing exists.
+STATUSES = ("ok", "failed", "unavailable", "invalid", "simulated")
+#: Marks on a row that ran. ``noisy``: its repeats spread beyond the documented threshold; ``unstable``: the
+#: sync check's ratio came out above its upper bound (speed changed within the run; the time is kept);
+#: ``retried``: the row is a fresh attempt after one that failed only a diagnostic.
+FLAGS = ("noisy", "unstable", "retried")
+NOISE_STD = 0.1
 
 _num = {"type": ["number", "null"]}
 _int = {"type": ["integer", "null"]}
@@ -46,6 +54,13 @@ RESULT = {
             "required": ["iters", "ratio", "passed"],
             "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"}},
         },
+        "flags": {"type": "array", "items": {"enum": list(FLAGS)}},
+        "iqr_rel": _num,
+        "slope": _obj,
+        "async_probe": _obj,
+        "layout": _obj,
+        "energy": _obj,
+        "gpu_samples": _obj,
         "peak_rss_bytes": _int,
         "peak_device_bytes": _int,
         "gpu_state_before": _obj,
@@ -60,8 +75,12 @@ RESULT = {
             "max_rel_error": {"type": "number"},
         }
     },
-    "else": {"properties": {"time_per_iter_s": {"type": "null"}, "repeat_times_s": {"maxItems": 0}}},
+    # A failed row may keep the repeat times it measured (so its spread can be checked), never a time.
+    "else": {"properties": {"time_per_iter_s": {"type": "null"}}},
 }
+
+#: Every field of a result row, in document order: the one list the solver, merge and the report derive from.
+ROW_FIELDS: tuple[str, ...] = tuple(RESULT["properties"])
 
 DOCUMENT = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -115,6 +134,57 @@ class SchemaError(ValueError):
     """A document that is not a valid gdbench result (wrong version, missing or mistyped fields)."""
 
 
+def empty_row(dim: int, variant: str, status: str, reason: str | None) -> dict[str, Any]:
+    """A row with every field present and nothing measured."""
+    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+    row.update(dim=dim, variant=variant, status=status, reason=reason, repeat_times_s=[], flags=[])
+    return row
+
+
+def not_run_row(dim: int, variant: str, status: str, reason: str) -> dict[str, Any]:
+    """A row for a (dim, variant) that never ran: invalid input, unavailable framework/device/variant."""
+    return empty_row(dim, variant, status, reason)
+
+
+def utc_now() -> str:
+    """The one timestamp format of documents and manifests."""
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def problem_record(*, n: int, dims: list[int], iters: int, repeats: int, dtype: str, seed: int,
+                   lr: float) -> dict[str, Any]:
+    return {"n": n, "dims": list(dims), "iters": iters, "repeats": repeats, "dtype": dtype, "seed": seed,
+            "lr": lr, "noise_std": NOISE_STD}
+
+
+def not_run_document(*, framework: str, device: str, status: str, reason: str, problem: dict[str, Any],
+                     variants: list[str], provenance: dict[str, Any], stderr_tail: str | None = None
+                     ) -> dict[str, Any]:
+    """A document for a run that produced no usable rows: every (dim, variant) carries ``reason``."""
+    rows = []
+    for d in problem["dims"]:
+        for v in variants:
+            row = not_run_row(d, v, status, reason)
+            row["stderr_tail"] = stderr_tail
+            rows.append(row)
+    return {"schema_version": SCHEMA_VERSION, "framework": framework, "device": device, "status": status,
+            "error": reason, "problem": problem, "provenance": provenance, "results": rows}
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Bring a readable older document to ``SCHEMA_VERSION``.
+
+    Version 1 → 2: rows gained optional diagnostics (``flags``, spread, slope, layout, energy) and a failed
+    row may keep its repeat times; a version-1 row simply has none of them.
+    """
+    if doc.get("schema_version") == 1:
+        doc = {**doc, "schema_version": 2,
+               "results": [{**r, "flags": list(r.get("flags") or [])} for r in doc.get("results") or []]}
+    return doc
+
+
 def validate(doc: Any) -> dict[str, Any]:
     """Return ``doc`` if it is a valid result document, else raise ``SchemaError`` saying where it is wrong."""
     import jsonschema
@@ -123,7 +193,9 @@ def validate(doc: Any) -> dict[str, Any]:
         raise SchemaError(f"result document must be a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise SchemaError(f"unsupported schema_version {version!r}; this gdbench reads version {SCHEMA_VERSION}")
+        raise SchemaError(f"unsupported schema_version {version!r}; this gdbench reads version {SCHEMA_VERSION}"
+                          + (" (load it with solvers.schema.loads, which migrates it)"
+                             if version in READABLE_VERSIONS else ""))
     errors = sorted(jsonschema.Draft202012Validator(DOCUMENT).iter_errors(doc), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -133,11 +205,13 @@ def validate(doc: Any) -> dict[str, Any]:
 
 
 def loads(text: str) -> dict[str, Any]:
-    """Parse and validate a document from text (the boundary check for anything a container printed)."""
+    """The one loader: parse, migrate a readable older version, validate (the boundary check for any input)."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    if isinstance(doc, dict) and doc.get("schema_version") in READABLE_VERSIONS:
+        doc = migrate(doc)
     return validate(doc)
 
 
