@@ -61,6 +61,7 @@ RESULT = {
         "layout": _obj,
         "energy": _obj,
         "gpu_samples": _obj,
+        "host_load": _obj,
         "peak_rss_bytes": _int,
         "peak_device_bytes": _int,
         "gpu_state_before": _obj,
@@ -126,6 +127,8 @@ DOCUMENT = {
             },
         },
         "results": {"type": "array", "items": RESULT},
+        #: The memory floor measured in the same process at every d (same threads, same cpuset).
+        "floor": {"type": ["array", "null"], "items": {"type": "object", "required": ["dim"]}},
     },
 }
 
