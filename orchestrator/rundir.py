@@ -51,7 +51,7 @@ class RunDir:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidOptions(f"{self.manifest_path}: unreadable manifest ({exc})",
-                                 fix=f"remove {self.manifest_path} to treat the directory as a plain folder of documents")
+                                 fix=f"restore or remove {self.manifest_path}") from None
         if not isinstance(data, dict):
             raise InvalidOptions(f"{self.manifest_path}: manifest is not a JSON object")
         return data
