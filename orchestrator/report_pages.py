@@ -10,7 +10,8 @@ import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from .report import LEGEND, RunSection, Table, plot_title
+from .report import RunSection, Table, plot_title
+from .report_cells import LEGEND
 from .results import CSS, DOCUMENT_FIELDS, html_escape, md_escape
 
 DEVICE_MARK = {"cpu": "🟩 cpu", "gpu": "🟦 gpu"}
