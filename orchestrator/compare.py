@@ -4,7 +4,9 @@ Cells are matched on (framework, device, variant, dim). For each later run the p
 are compared with the first run's by a two-sided Mann-Whitney U test, and a cell is marked only when the test
 rejects *and* the ratio of medians is outside a minimum effect band, so a tiny but consistent shift is not
 reported as a regression. With few repeats the test cannot reach the significance level at all (3 vs 3
-repeats: the smallest two-sided p is 0.1); such cells say so instead of guessing.
+repeats: the smallest two-sided p is 0.1); such cells say so instead of guessing. Every unmarked cell is
+inconclusive, and a side whose row the solver flagged noisy or unstable says so. The rule itself is
+``orchestrator.results.verdict``, which the report's speedups use too.
 """
 
 from __future__ import annotations

@@ -131,9 +131,9 @@ def flags_of(rec: dict[str, Any] | None) -> list[str]:
     value = (rec or {}).get("flags")
     if isinstance(value, str):
         return [f for f in value.split(";") if f]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    return [str(f) for f in value]
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(f) for f in value]
+    return []  # None, NaN, pd.NA: a row merged without flags
 
 
 def warnings_of(rec: dict[str, Any] | None) -> list[str]:
