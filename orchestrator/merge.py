@@ -66,8 +66,9 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def row_values(result: dict[str, Any]) -> dict[str, Any]:
-    """One result row as merged columns (``ROW_COLUMNS``); a non-numeric value in a flattened object is empty."""
+def row_values(result: dict[str, Any], bad: list[str] | None = None) -> dict[str, Any]:
+    """One result row as merged columns (``ROW_COLUMNS``); a non-numeric value in a flattened object is left
+    empty and its ``field.key`` appended to ``bad``."""
     out: dict[str, Any] = {}
     for name in ROW_FIELDS:
         value = result.get(name)
@@ -75,7 +76,10 @@ def row_values(result: dict[str, Any]) -> dict[str, Any]:
             continue
         if name in FLATTENED:
             obj = value if isinstance(value, dict) else {}
-            out.update({column: _number(obj.get(key)) for column, key in FLATTENED[name].items()})
+            for column, key in FLATTENED[name].items():
+                out[column] = _number(obj.get(key))
+                if out[column] is None and obj.get(key) is not None and bad is not None:
+                    bad.append(f"{name}.{key}")
         elif name == "flags":
             out[name] = ";".join(str(f) for f in value or [])
         elif name == "repeat_times_s":
@@ -132,14 +136,17 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
         "source": source,
     }
     floor = floors(doc, source, warn)
-    rows = []
+    rows, bad = [], []
     for r in doc["results"]:
-        row = {**base, **row_values(r)}
+        row = {**base, **row_values(r, bad)}
         floor_s, bound = floor.get(r.get("dim"), (None, None))  # type: ignore[arg-type]
         t = _number(row.get("time_per_iter_s"))
         row.update(floor_s=floor_s, floor_call_overhead_bound=bound,
                    x_floor=t / floor_s if t is not None and floor_s else None)
         rows.append(row)
+    if bad:
+        warn(f"{source}: {len(bad)} non-numeric value(s) in {', '.join(sorted(set(bad)))}: left empty, "
+             "the rows keep everything else")
     return rows
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .merge import write_merged
-from .plots import line_plot
+from .plots import Series, line_plot
 from .report_cells import (
     Cell,
     compile_cell,
@@ -171,7 +171,7 @@ def build_section(label: str, df: pd.DataFrame) -> RunSection:
                               lambda k, d: energy_cell(recs.get((*k, d)))))
     facts, docs = _provenance(df)
     return RunSection(label, df, dims, keys, tables, _summary(label, keys, dims, recs), facts, docs, notes,
-                      plots(label, dims, keys, recs))
+                      plots(label, dims, plot_series(dims, keys, recs)))
 
 
 #: Alt text and caption of each plot, by the name its file starts with; GPU plots are ``gpu-<framework>``.
@@ -182,28 +182,33 @@ def plot_title(name: str) -> str:
     return PLOT_TITLES.get(name) or f"{name.removeprefix('gpu-')} on GPU: µs per iteration"
 
 
-def plots(label: str, dims: list[int], keys: list[Key], recs: Records) -> dict[str, bytes]:
-    """Time and speedup vs d for every row key; per GPU framework, µs per iteration and its floor."""
-    def points(key: Key, value: Callable[[dict[str, Any]], float | None]) -> list[tuple[int, float]]:
-        return [(d, y) for d in dims if timed(r := recs.get((*key, d))) and (y := value(r)) is not None]
+def plot_series(dims: list[int], keys: list[Key], recs: Records) -> dict[str, Series]:
+    """The data of every plot: time and speedup vs d per row key; per GPU framework with a timed row,
+    µs per iteration of its variants and, where measured, its memory floor."""
+    def points(key: Key, scale: float) -> list[tuple[int, float]]:
+        return [(d, float(r["time_per_iter_s"]) * scale) for d in dims if timed(r := recs.get((*key, d)))]
 
-    out = {
-        "time": line_plot({k: points(k, lambda r: float(r["time_per_iter_s"]) * 1e3) for k in keys}, dims,
-                          "ms per iteration (log)", f"{label}: time per iteration"),
-        "speedup": line_plot({k: [(d, s) for d in dims
-                                  if (s := speedup(recs.get((*k, d)), recs.get((*BASELINE, d)))) is not None]
-                              for k in keys}, dims, "speedup vs numpy loop CPU (log)", f"{label}: speedup", True),
+    out: dict[str, Series] = {
+        "time": {k: points(k, 1e3) for k in keys},
+        "speedup": {k: [(d, s) for d in dims if (s := speedup(recs.get((*k, d)), recs.get((*BASELINE, d)))) is not None]
+                    for k in keys},
     }
     for framework in dict.fromkeys(k[0] for k in keys if k[1] == "gpu"):
-        lines = {k: points(k, lambda r: float(r["time_per_iter_s"]) * 1e6) for k in keys if k[:2] == (framework, "gpu")}
-        if not any(lines.values()):
-            continue
-        floor = {d: f * 1e6 for (fw, dev, _, d), r in recs.items()
-                 if (fw, dev) == (framework, "gpu") and (f := num(r.get("floor_s"))) is not None}
-        lines[(framework, "gpu", "floor")] = sorted(floor.items())
-        out[f"gpu-{framework}"] = line_plot(lines, dims, "µs per iteration (log)",
-                                            f"{label}: {plot_title('gpu-' + framework)}")
+        lines: Series = {k: points(k, 1e6) for k in keys if k[:2] == (framework, "gpu")}
+        if any(lines.values()):
+            floor = {d: f * 1e6 for (fw, dev, _, d), r in recs.items()
+                     if (fw, dev) == (framework, "gpu") and (f := num(r.get("floor_s"))) is not None}
+            lines[(framework, "gpu", "floor")] = sorted(floor.items())
+            out[f"gpu-{framework}"] = lines
     return out
+
+
+def plots(label: str, dims: list[int], series: dict[str, Series]) -> dict[str, bytes]:
+    axes = {"time": "ms per iteration (log)", "speedup": "speedup vs numpy loop CPU (log)"}
+    titles = {"time": "time per iteration", "speedup": "speedup"}
+    return {name: line_plot(data, dims, axes.get(name, "µs per iteration (log)"),
+                            f"{label}: {titles.get(name) or plot_title(name)}", unit_line=name == "speedup")
+            for name, data in series.items()}
 
 
 # ---------------------------------------------------------------------------------------------- files

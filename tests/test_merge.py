@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,25 @@ def test_unknown_input_is_refused_with_a_fix(tmp_path: Path) -> None:
     with pytest.raises(InvalidOptions, match="not a run directory") as exc:
         load_runs([notes])
     assert exc.value.exit_code == 2 and exc.value.fix
+
+
+def test_non_numeric_diagnostics_are_one_line(tmp_path: Path) -> None:
+    doc = make_document("torch", "gpu", [
+        ok_row(2, "fused", [3e-4] * 3, energy={"joules_per_iter": "n/a", "avg_power_w": 80.0}),
+        ok_row(5, "fused", [4e-4] * 3, slope={"time_per_iter_s": None, "low": "fast"}),
+    ])
+    lines: list[str] = []
+    df = load_runs([write_run(tmp_path / "run", "r", [doc])], warn=lines.append)
+    assert len(lines) == 1 and "2 non-numeric value(s) in energy.joules_per_iter, slope.low" in lines[0], lines
+    assert len(df) == 2 and df.time_per_iter_s.notna().all() and df.avg_power_w.tolist()[0] == 80.0
+    assert df.joules_per_iter.isna().all() and df.slope_low.isna().all()
+
+
+def test_merge_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "merge", str(notes), "--out", str(tmp_path / "m")],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "not a run directory" in lines[0] and "fix:" in lines[0]
+    assert not (tmp_path / "m").exists() and notes.read_text() == "hello"

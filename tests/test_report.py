@@ -26,7 +26,9 @@ import pytest
 from test_merge import ITERS, make_document, ok_row, write_run  # the shared document builders
 
 from orchestrator.compare import compare, min_p_value, render_csv, table_rows
-from orchestrator.merge import MERGED_PARQUET
+from orchestrator.merge import MERGED_PARQUET, load_runs
+from orchestrator.report import plot_series
+from orchestrator.results import dims_of, records, row_keys
 from solvers.schema import dumps, loads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -414,7 +416,7 @@ def diag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ok_row(2, "fused", _ms(0.30), transfer_s=5e-4, layout={"x_alignment": 0, "extra_bytes": 2**20},
                energy={"joules_per_iter": 2.5e-5, "avg_power_w": 80.0}),
         ok_row(5, "fused", _ms(0.40), energy={"avg_power_w": 90.0}),
-    ])
+    ], floor=[{"dim": 5, "time_s": 1e-6, "call_overhead_bound": False}])
     run = write_run(root / "diag", "diag", [numpy, numba, torch])
     out = root / "report"
     result = gdbench("report", str(run), "--out", str(out))
@@ -462,6 +464,18 @@ def test_report_fused_transfer_energy_and_gpu_plot(diag: dict[str, Path]) -> Non
     import matplotlib.image as mpimg
 
     assert np.unique(mpimg.imread(plot).reshape(-1, 4), axis=0).shape[0] > 20, "GPU plot looks blank"
+
+
+def test_gpu_plot_series_hold_each_variant_and_its_floor(diag: dict[str, Path]) -> None:
+    df = load_runs([diag["run"]])
+    series = plot_series(dims_of(df), row_keys(df), records(df))
+    assert set(series) == {"time", "speedup", "gpu-torch"}  # no GPU row of numpy or numba
+    gpu = series["gpu-torch"]
+    us = lambda start: statistics.median(_ms(start)) / ITERS * 1e6  # noqa: E731
+    assert gpu[("torch", "gpu", "loop")] == [(2, pytest.approx(us(0.80))), (5, pytest.approx(us(0.90)))]
+    assert gpu[("torch", "gpu", "fused")] == [(2, pytest.approx(us(0.30))), (5, pytest.approx(us(0.40)))]
+    assert gpu[("torch", "gpu", "floor")] == [(5, pytest.approx(1.0))]
+    assert series["time"][("numba", "cpu", "loop")] == [(2, pytest.approx(us(1.005) / 1e3))]
 
 
 def test_report_real_runs_show_what_their_documents_hold(runs: dict[str, Path], report_dir: Path) -> None:
