@@ -244,7 +244,7 @@ class Verdict:
 
     @property
     def inconclusive(self) -> bool:
-        """Both sides have times, but the difference is not larger than their own noise."""
+        """Both sides have times but there is no clear win or loss: inside their noise, or within the effect band."""
         return self.ratio is not None and not self.mark
 
 
