@@ -1,4 +1,8 @@
-"""Typer commands ``gdbench report`` and ``gdbench compare`` (registered by ``orchestrator.cli``)."""
+"""Typer commands ``gdbench report`` and ``gdbench compare`` (registered by ``orchestrator.cli``).
+
+They only parse options and call plain functions; a refusal is raised as ``GdbenchError`` so that it leaves
+through the CLI's one error path (one line with its fix, exit code 2 for bad input).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .compare import ALPHA, MIN_EFFECT, compare, print_terminal, write_outputs
+from .errors import InvalidOptions
 from .report import build_report
 
 RunsArg = Annotated[
@@ -22,11 +27,7 @@ def report_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.md, report.html, plots and data")],
 ) -> None:
     """Write a markdown and a self-contained HTML report (tables, plots, provenance) plus the merged data."""
-    try:
-        files = build_report(runs, out)
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    files = build_report(runs, out)
     for line in files.summaries:
         typer.echo(line)
     typer.echo(f"wrote {files.markdown}, {files.html}, {files.parquet.name}, {files.csv.name} and "
@@ -42,13 +43,10 @@ def compare_command(
 ) -> None:
     """Compare runs cell by cell against the first; mark only differences larger than the runs' own noise."""
     if not 0 < alpha < 1 or not 0 <= min_effect < 1:
-        typer.echo("error: --alpha must be in (0, 1) and --min-effect in [0, 1)", err=True)
-        raise typer.Exit(2)
-    try:
-        result = compare(runs, alpha=alpha, min_effect=min_effect)
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise InvalidOptions(f"--alpha {alpha:g} / --min-effect {min_effect:g} out of range",
+                             fix=f"--alpha in (0, 1), --min-effect in [0, 1), e.g. --alpha {ALPHA} "
+                             f"--min-effect {MIN_EFFECT}")
+    result = compare(runs, alpha=alpha, min_effect=min_effect)
     print_terminal(result)
     if out is not None:
         paths = write_outputs(result, out)

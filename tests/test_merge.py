@@ -1,0 +1,200 @@
+"""``orchestrator.merge``: documents → merged rows, the diagnostic columns, and bad input as one clear line.
+
+Documents are built here as the solver writes them (``solvers.schema`` row and problem helpers, real
+``solvers.metadata`` provenance, validated on write by ``RunDir.write_document``); the timings in them are
+hand-chosen input fixtures. ``make_document``/``ok_row``/``write_run`` are shared with tests/test_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from orchestrator.errors import InvalidOptions
+from orchestrator.merge import (
+    COLUMNS,
+    DOCUMENT_ONLY,
+    FLATTENED,
+    LISTS,
+    REQUIRED,
+    ROW_COLUMNS,
+    load_runs,
+    write_merged,
+)
+from orchestrator.rundir import RunDir
+from solvers import metadata
+from solvers.schema import RESULT, ROW_FIELDS, SCHEMA_VERSION, dumps, empty_row, loads, problem_record
+
+ITERS = 100
+
+
+def ok_row(dim: int, variant: str, repeat_times_s: list[float], iters: int = ITERS, **extra: Any) -> dict[str, Any]:
+    """A passed row with the derived timing fields a solver computes from its repeats."""
+    row = empty_row(dim, variant, "ok", None)
+    median = statistics.median(repeat_times_s)
+    row.update(time_per_iter_s=median / iters, median_s=median, min_s=min(repeat_times_s),
+               cv=statistics.stdev(repeat_times_s) / statistics.mean(repeat_times_s),
+               repeat_times_s=list(repeat_times_s), compile_s=0.02, max_rel_error=1e-12, tolerance=1e-8,
+               output_dtype="float64", **extra)
+    return row
+
+
+def make_document(framework: str, device: str, rows: list[dict[str, Any]], iters: int = ITERS,
+                  floor: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    dims = sorted({r["dim"] for r in rows})
+    repeats = max(len(r["repeat_times_s"]) for r in rows)
+    doc = {
+        "schema_version": SCHEMA_VERSION, "framework": framework, "device": device, "status": "ok", "error": None,
+        "problem": problem_record(n=1000, dims=dims, iters=iters, repeats=repeats, dtype="float64", seed=0,
+                                  lr=0.001),
+        "provenance": metadata.collect({"name": framework, "version": "1.0"}, {"requested": 1}, None, gpu=False),
+        "results": rows,
+    }
+    if floor is not None:
+        doc["floor"] = floor
+    return doc
+
+
+def write_run(path: Path, run_id: str, docs: list[dict[str, Any]]) -> Path:
+    run = RunDir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    run.write_manifest({"run_id": run_id})
+    for doc in docs:
+        run.write_document(f"{doc['framework']}-{doc['device']}", doc)
+    return path
+
+
+def diagnostic_run(path: Path) -> Path:
+    """numpy/cpu with flags, a slope and a floor; torch/gpu fused with transfer, re-layout and energy."""
+    numpy = make_document("numpy", "cpu", [
+        ok_row(2, "loop", [1.0e-3, 1.1e-3, 1.2e-3], flags=["noisy", "retried"], iqr_rel=0.1,
+               slope={"time_per_iter_s": 1.1e-5, "low": 1.0e-5, "high": 1.2e-5, "points": 4},
+               sync_check={"iters": 200, "ratio": 2.01, "passed": True}),
+        ok_row(5, "loop", [2.0e-3, 2.0e-3, 2.1e-3]),
+    ], floor=[{"dim": 2, "time_s": 2.0e-6, "call_overhead_bound": True}, {"dim": 5, "time_s": 4.0e-6}])
+    torch = make_document("torch", "gpu", [
+        ok_row(2, "fused", [3.0e-4, 3.1e-4, 3.2e-4], transfer_s=5e-4,
+               layout={"x_alignment": 16, "extra_bytes": 2**20, "what": "padded copy"},
+               energy={"joules_per_iter": 2.5e-5, "avg_power_w": 80.0}),
+    ])
+    return write_run(path, "diag", [numpy, torch])
+
+
+def test_row_columns_come_from_the_schema() -> None:
+    """Every row field is a column, flattened on purpose, or kept in the documents only: none is forgotten."""
+    for name in ROW_FIELDS:
+        types = RESULT["properties"][name].get("type", [])
+        nested = {"object", "array"} & set([types] if isinstance(types, str) else types)
+        if name in DOCUMENT_ONLY:
+            assert name not in ROW_COLUMNS
+        elif name in FLATTENED:
+            assert set(FLATTENED[name]) <= set(ROW_COLUMNS) and name not in ROW_COLUMNS
+        elif nested:
+            assert name in LISTS, f"{name} holds an object or list: flatten it or keep it in the documents"
+        else:
+            assert name in ROW_COLUMNS
+    assert len(COLUMNS) == len(set(COLUMNS)) and set(REQUIRED) <= set(COLUMNS)
+
+
+def test_diagnostics_are_merged_and_survive_parquet_and_csv(tmp_path: Path) -> None:
+    df = load_runs([diagnostic_run(tmp_path / "run")])
+    row = df[(df.framework == "numpy") & (df.dim == 2)].iloc[0]
+    assert row["flags"] == "noisy;retried" and row.iqr_rel == 0.1 and row.sync_ratio == 2.01
+    assert (row.slope_time_per_iter_s, row.slope_low, row.slope_high) == (1.1e-5, 1.0e-5, 1.2e-5)
+    assert row.floor_s == 2.0e-6 and row.floor_call_overhead_bound is True
+    assert row.x_floor == pytest.approx(row.time_per_iter_s / 2.0e-6)
+    five = df[(df.framework == "numpy") & (df.dim == 5)].iloc[0]
+    assert five["flags"] == "" and five.floor_s == 4.0e-6 and pd.isna(five.floor_call_overhead_bound)
+    gpu = df[df.framework == "torch"].iloc[0]
+    assert (gpu.transfer_s, gpu.layout_extra_bytes, gpu.x_alignment) == (5e-4, 2**20, 16)
+    assert (gpu.joules_per_iter, gpu.avg_power_w) == (2.5e-5, 80.0)
+    assert pd.isna(gpu.floor_s) and pd.isna(gpu.x_floor)  # torch measured no floor
+    parquet, csv = write_merged(df, tmp_path / "merged")
+    for again in (load_runs([parquet]), load_runs([csv])):
+        assert list(again.columns) == COLUMNS
+        back = again[(again.framework == "numpy") & (again.dim == 2)].iloc[0]
+        assert back["flags"] == "noisy;retried" and back.x_floor == pytest.approx(row.x_floor)
+        assert bool(back.floor_call_overhead_bound) is True and list(back.repeat_times_s) == [1.0e-3, 1.1e-3, 1.2e-3]
+        assert again[again.framework == "torch"].iloc[0].joules_per_iter == 2.5e-5
+
+
+def test_version_1_documents_merge_without_diagnostics(tmp_path: Path) -> None:
+    doc = make_document("numpy", "cpu", [ok_row(2, "loop", [1e-3, 1e-3, 1.1e-3])])
+    new = set(ROW_FIELDS) - {"dim", "variant", "status", "reason", "stderr_tail", "time_per_iter_s", "median_s",
+                             "min_s", "cv", "repeat_times_s", "compile_s", "transfer_s", "max_rel_error",
+                             "tolerance", "output_dtype", "sync_check", "peak_rss_bytes", "peak_device_bytes"}
+    v1 = {**doc, "schema_version": 1, "results": [{k: v for k, v in r.items() if k not in new} for r in doc["results"]]}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "numpy-cpu.json").write_text(json.dumps(v1))
+    df = load_runs([tmp_path / "run"])
+    assert len(df) == 1 and df.iloc[0]["flags"] == "" and pd.isna(df.iloc[0].iqr_rel) and pd.isna(df.iloc[0].x_floor)
+    assert df.iloc[0].time_per_iter_s == pytest.approx(1e-5)
+
+
+def test_malformed_floor_is_one_line_and_loses_no_row(tmp_path: Path) -> None:
+    doc = make_document("numpy", "cpu", [ok_row(2, "loop", [1e-3, 1e-3, 1.1e-3]), ok_row(5, "loop", [2e-3] * 3)],
+                        floor=[{"dim": 2, "time_s": "fast"}, {"dim": 5, "time_s": 4e-6}, {"dim": 5, "time_s": 1e-6}])
+    assert loads(dumps(doc))  # the schema lets the floor's content be anything but dim-less
+    lines: list[str] = []
+    df = load_runs([write_run(tmp_path / "run", "r", [doc])], warn=lines.append)
+    assert len(lines) == 1 and "2 floor entries" in lines[0] and "numpy-cpu.json" in lines[0], lines
+    assert len(df) == 2 and df.time_per_iter_s.notna().all()
+    assert pd.isna(df[df.dim == 2].iloc[0].floor_s) and df[df.dim == 5].iloc[0].floor_s == 4e-6
+
+
+def test_merged_file_missing_columns(tmp_path: Path) -> None:
+    df = load_runs([diagnostic_run(tmp_path / "run")])
+    _, csv = write_merged(df, tmp_path / "merged")
+    table = pd.read_csv(csv)
+    old = tmp_path / "old.csv"
+    table.drop(columns=["flags", "x_floor"]).to_csv(old, index=False)
+    lines: list[str] = []
+    again = load_runs([old], warn=lines.append)
+    assert len(again) == len(df) and list(again.columns) == COLUMNS and again["flags"].isna().all()
+    assert len(lines) == 1 and "flags, x_floor" in lines[0], lines
+    broken = tmp_path / "broken.csv"
+    table.drop(columns=["time_per_iter_s"]).to_csv(broken, index=False)
+    with pytest.raises(InvalidOptions, match=r"not a gdbench merged table \(no column time_per_iter_s\)") as exc:
+        load_runs([broken])
+    assert exc.value.fix and "gdbench merge" in exc.value.fix
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_text(csv.read_text().replace("[0.001, 0.0011, 0.0012]", "[0.001,"))
+    with pytest.raises(InvalidOptions, match="not a JSON list"):
+        load_runs([garbage])
+
+
+def test_unknown_input_is_refused_with_a_fix(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(InvalidOptions, match="not a run directory") as exc:
+        load_runs([notes])
+    assert exc.value.exit_code == 2 and exc.value.fix
+
+
+def test_non_numeric_diagnostics_are_one_line(tmp_path: Path) -> None:
+    doc = make_document("torch", "gpu", [
+        ok_row(2, "fused", [3e-4] * 3, energy={"joules_per_iter": "n/a", "avg_power_w": 80.0}),
+        ok_row(5, "fused", [4e-4] * 3, slope={"time_per_iter_s": None, "low": "fast"}),
+    ])
+    lines: list[str] = []
+    df = load_runs([write_run(tmp_path / "run", "r", [doc])], warn=lines.append)
+    assert len(lines) == 1 and "2 non-numeric value(s) in energy.joules_per_iter, slope.low" in lines[0], lines
+    assert len(df) == 2 and df.time_per_iter_s.notna().all() and df.avg_power_w.tolist()[0] == 80.0
+    assert df.joules_per_iter.isna().all() and df.slope_low.isna().all()
+
+
+def test_merge_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "merge", str(notes), "--out", str(tmp_path / "m")],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "not a run directory" in lines[0] and "fix:" in lines[0]
+    assert not (tmp_path / "m").exists() and notes.read_text() == "hello"
