@@ -25,6 +25,7 @@ REGISTRY: dict[str, Entry] = {
         Entry("jax", "solvers.frameworks.jax_", "jax", ("cpu", "gpu")),
         Entry("tensorflow", "solvers.frameworks.tensorflow_", "tensorflow", ("cpu", "gpu")),
         Entry("torch", "solvers.frameworks.torch_", "torch", ("cpu", "gpu")),
+        Entry("cupy", "solvers.frameworks.cupy_", "cupy-cuda12x", ("gpu",)),
     )
 }
 
