@@ -32,7 +32,8 @@ def lock_path(framework: str, flavour: str) -> Path:
 
 def framework_dist(framework: str, flavour: str) -> str:
     """The distribution that provides the framework in that lock (tensorflow-cpu provides ``tensorflow``)."""
-    return "tensorflow-cpu" if (framework, flavour) == ("tensorflow", "cpu") else framework
+    return {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
+                                                                                        framework)
 
 
 def pinned(lock: Path, dist: str) -> str | None:
