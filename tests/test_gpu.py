@@ -53,6 +53,42 @@ def test_cupy_imports_without_cuda_and_every_row_is_unavailable(solvers_cli) -> 
     assert res.returncode == 3 and "no cpu backend" in schema.loads(res.stdout)["error"]
 
 
+def _nvrtc():
+    """CuPy's binding of NVRTC where the library loads (nvidia-cuda-nvrtc-cu12); compiling needs no GPU."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:  # cupy absent, or libnvrtc not found
+        pytest.skip(f"NVRTC is not loadable here ({exc}); pip install nvidia-cuda-nvrtc-cu12")
+    return nvrtc
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="cupy-cuda12x is not installed here")
+def test_cupy_fused_kernel_compiles_to_ptx_with_nvrtc() -> None:
+    """The RawKernel's source, for both dtypes, through the compiler CuPy itself uses (to PTX: no device)."""
+    from solvers.frameworks import cupy_
+
+    nvrtc = _nvrtc()
+
+    def ptx(source: str) -> str:
+        prog = nvrtc.createProgram(source, "residual.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, ["-arch=compute_90"])
+            out = nvrtc.getPTX(prog)
+            return out.decode() if isinstance(out, bytes) else out
+        except nvrtc.NVRTCError as exc:
+            raise AssertionError(nvrtc.getProgramLog(prog)) from exc
+        finally:
+            nvrtc.destroyProgram(prog)
+
+    for dtype, reg in (("float64", ".f64"), ("float32", ".f32")):
+        text = ptx(cupy_.kernel_source(dtype))
+        assert ".entry residual(" in text and f"fma.rn{reg}" in text
+    with pytest.raises(AssertionError, match="undefined"):
+        ptx(cupy_.kernel_source("float64").replace("r[i] =", "rr[i] ="))
+
+
 # ----------------------------------------------------------------------------------- numba-cuda (simulator)
 
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,

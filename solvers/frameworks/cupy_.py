@@ -48,6 +48,11 @@ extern "C" __global__ void residual(const T* A, const T* y, const T* theta, T* r
 _CTYPES = {"float64": "double", "float32": "float"}
 
 
+def kernel_source(dtype_name: str) -> str:
+    """The fused residual kernel's CUDA source for one dtype."""
+    return f"typedef {_CTYPES[dtype_name]} T;\n{_RESIDUAL}"
+
+
 class _Base:
     def sync(self, out: Any) -> None:
         self.stream.synchronize()
@@ -90,7 +95,7 @@ class FusedSolver(_Base):
         dt = data.X.dtype
         self.stream = cp.cuda.Stream(non_blocking=True)
         self.n, self.d1 = data.n, data.X.shape[1] + 1
-        self.kernel = cp.RawKernel(f"typedef {_CTYPES[dt.name]} T;\n{_RESIDUAL}", "residual")
+        self.kernel = cp.RawKernel(kernel_source(dt.name), "residual")
         with self.stream:
             self.A, self.y = cp.asarray(augmented_transpose(data)), cp.asarray(data.y)
             self.theta0 = cp.asarray(np.append(data.W0, dt.type(data.b0)).astype(dt))
