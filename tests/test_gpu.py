@@ -198,6 +198,19 @@ def test_without_nvml_rows_have_no_energy_and_nothing_crashes() -> None:
     assert row["status"] == "ok" and row["energy"] is None and row["gpu_samples"] is None
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pynvml") is None, reason="nvidia-ml-py is not installed")
+def test_every_nvml_name_the_code_uses_exists_in_nvidia_ml_py() -> None:
+    """A misspelt NVML function would raise AttributeError on a GPU host, where no test here runs."""
+    import re
+
+    import pynvml
+
+    for path in ("solvers/nvml.py", "solvers/metadata.py", "orchestrator/gpuclocks.py"):
+        names = set(re.findall(r"\b(?:nv|pynvml|self\.nv)\.(nvml\w+|NVML_\w+)", (ROOT / path).read_text()))
+        assert names, path
+        assert not [n for n in names if not hasattr(pynvml, n)], path
+
+
 def test_energy_and_sample_summaries_from_counter_readings() -> None:
     e = nvml.energy_record(10_000, 12_500, 2.0, 500)  # 2.5 J over 2 s and 500 steps
     assert e["joules_per_iter"] == pytest.approx(0.005) and e["avg_power_w"] == pytest.approx(1.25)

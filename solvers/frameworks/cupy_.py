@@ -92,6 +92,10 @@ class FusedSolver(_Base):
     """Fused residual kernel + cuBLAS gemv per step, replayed as recorded CUDA graphs."""
 
     def setup(self, data: ProblemData) -> None:
+        # cupy.cublas loads libcublas when imported, so only here, where a GPU and CUDA's libraries exist.
+        from cupy import cublas
+
+        self.gemv = cublas.gemv
         dt = data.X.dtype
         self.stream = cp.cuda.Stream(non_blocking=True)
         self.n, self.d1 = data.n, data.X.shape[1] + 1
@@ -108,7 +112,7 @@ class FusedSolver(_Base):
     def _one_step(self) -> None:
         blocks = math.ceil(self.n / THREADS)
         self.kernel((blocks,), (THREADS,), (self.A, self.y, self.theta, self.r, np.int32(self.n), np.int32(self.d1)))
-        cp.cublas.gemv("N", self.step, self.A, self.r, 1.0, self.theta)
+        self.gemv("N", self.step, self.A, self.r, 1.0, self.theta)
 
     def _graph(self, steps: int) -> Any:
         """The CUDA graph of ``steps`` steps, recorded on first use (kernel and cuBLAS handle made beforehand)."""
