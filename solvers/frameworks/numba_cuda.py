@@ -11,14 +11,15 @@ without numba-cuda still imports it and simply reports that no GPU is offered.
 step launches a residual kernel (a thread per row: r_i = y_i − x_i·W − b) and a gradient kernel (a thread
 per coefficient, summing r_i·x_ij over the rows and updating it in place).
 
-``fused`` is one kernel per step that reads X once. X is stored transposed (d, n) so consecutive threads read
-consecutive addresses. Threads walk the rows grid-stride, keep their partial Σ r_i·x_ij and Σ r_i in
-shared memory, reduce them per block with a shared-memory tree (no warp shuffles, so the simulator runs it)
-and add the block's d+1 sums to the gradient with atomics. Since no grid-wide barrier exists, the update of
-θ = (W, b) happens at the start of the *next* step: every block forms θ_k = θ_{k-1} + step·g_{k-1} from the
-previous step's buffers, block 0 stores it and clears the buffer the next step accumulates into (three
-rotating gradient buffers, two θ buffers, so no step reads what a concurrent block writes). One small kernel
-after the last step applies the final update. No host synchronisation happens inside a run.
+``fused`` is one kernel per step that makes one pass over X (a row's values are read again for the update
+while still in cache). X is stored transposed (d, n) so consecutive threads read consecutive addresses.
+Threads walk the rows grid-stride, keep their partial Σ r_i·x_ij and Σ r_i in shared memory, reduce them per
+block with a shared-memory tree (no warp shuffles, so the simulator runs it) and add the block's d+1 sums to
+the gradient with atomics. Since no grid-wide barrier exists, the update of θ = (W, b) happens at the start of
+the *next* step: every block forms θ_k = θ_{k-1} + step·g_{k-1} from the previous step's buffers, block 0
+stores it and clears the buffer the next step accumulates into (three rotating gradient buffers, two θ
+buffers, so no step reads what a concurrent block writes). One small kernel after the last step applies the
+final update. No host synchronisation happens inside a run.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run in numba's CUDA simulator (Python threads): the rows
 are checked against the reference and reported as ``simulated``, without any timing.
