@@ -1,7 +1,7 @@
 # Image targets, included by the root Makefile. Expects PY: the project venv's python (orchestrator.compose
 # and pip are used from it). See images/README.md.
 #
-#   make images [FLAVOUR=cpu|cuda]   every image of that flavour (cuda: jax, tensorflow, torch)
+#   make images [FLAVOUR=cpu|cuda]   every image of that flavour (cuda: numba, jax, tensorflow, torch, cupy)
 #   make image-<framework>           one image, e.g. make image-torch FLAVOUR=cuda
 #   make base-image                  the local Debian bookworm + Python 3.11 base (cached)
 #   make wheelhouse                  download the locked wheels (and torch's .debs) for the flavour
@@ -17,7 +17,9 @@ BASE_IMAGE ?= $(LOCAL_BASE_IMAGE)
 UV_VERSION ?= 0.13.9
 
 IMAGE_FRAMEWORKS_cpu := numpy numba jax tensorflow torch
-IMAGE_FRAMEWORKS_cuda := jax tensorflow torch
+IMAGE_FRAMEWORKS_cuda := numba jax tensorflow torch cupy
+# Every framework with an image of any flavour (cupy has no CPU flavour).
+IMAGE_FRAMEWORKS_all := $(sort $(IMAGE_FRAMEWORKS_cpu) $(IMAGE_FRAMEWORKS_cuda))
 IMAGE_FRAMEWORKS := $(IMAGE_FRAMEWORKS_$(FLAVOUR))
 ifeq ($(IMAGE_FRAMEWORKS),)
 $(error FLAVOUR must be cpu or cuda, not "$(FLAVOUR)")
@@ -25,8 +27,8 @@ endif
 service = $(if $(filter cuda,$(FLAVOUR)),$(1)-gpu,$(1))
 export DOCKER_BUILDKIT := 0
 
-.PHONY: images base-image wheelhouse gdbench-wheel locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_cpu)) \
-	$(addprefix wheelhouse-,$(IMAGE_FRAMEWORKS_cpu))
+.PHONY: images base-image wheelhouse gdbench-wheel locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
+	$(addprefix wheelhouse-,$(IMAGE_FRAMEWORKS_all))
 
 images: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## build every image of FLAVOUR (cpu default; FLAVOUR=cuda)
 
@@ -62,7 +64,7 @@ wheelhouse-$(1): .cache/wheelhouse/$(1)-$$(FLAVOUR).stamp $(if $(wildcard images
 image-$(1): base-image $$(if $$(filter $(1),$$(IMAGE_FRAMEWORKS)),wheelhouse-$(1),no-flavour-$(1)) gdbench-wheel
 	@$$(PY) scripts/build_image.py $$(call service,$(1)) --base $$(BASE_IMAGE) $$(if $$(NO_CACHE),--no-cache)
 endef
-$(foreach fw,$(IMAGE_FRAMEWORKS_cpu),$(eval $(call image_rules,$(fw))))
+$(foreach fw,$(IMAGE_FRAMEWORKS_all),$(eval $(call image_rules,$(fw))))
 
 no-flavour-%:
 	@echo "error: $* has no $(FLAVOUR) flavour (images of FLAVOUR=$(FLAVOUR): $(IMAGE_FRAMEWORKS))" >&2; exit 2

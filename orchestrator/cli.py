@@ -233,6 +233,10 @@ def clean_command(docker_host: DockerOpt = None) -> int:
     return EXIT_OK
 
 
+from .gpuclocks import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
+
+app.add_typer(gpu_app, name="gpu")
+
 _LAZY = ("report", "compare")
 
 

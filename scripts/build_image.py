@@ -32,7 +32,8 @@ def lock_path(framework: str, flavour: str) -> Path:
 
 def framework_dist(framework: str, flavour: str) -> str:
     """The distribution that provides the framework in that lock (tensorflow-cpu provides ``tensorflow``)."""
-    return "tensorflow-cpu" if (framework, flavour) == ("tensorflow", "cpu") else framework
+    return {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
+                                                                                        framework)
 
 
 def pinned(lock: Path, dist: str) -> str | None:
@@ -140,7 +141,7 @@ def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = F
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("service", help="compose service: numpy, …, torch, jax-gpu, tensorflow-gpu, torch-gpu")
+    parser.add_argument("service", help="compose service: numpy, …, torch, numba-gpu, …, cupy-gpu")
     parser.add_argument("--base", help=f"base image (default: compose's, i.e. {LOCAL_BASE})")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".cache" / "build-logs")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer (a cold build's time)")

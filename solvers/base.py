@@ -15,6 +15,9 @@ from .problem import ProblemData
 
 DEVICES = ("cpu", "gpu")
 VARIANTS = ("loop", "fused")
+#: Variants only some frameworks offer on some devices; accepted by name, never in a default list.
+EXTRA_VARIANTS = ("fused_cmdbuf",)
+ALL_VARIANTS = (*VARIANTS, *EXTRA_VARIANTS)
 
 
 class Solver(Protocol):
@@ -59,6 +62,14 @@ class Framework(ABC):
     def gpu_unavailable_reason(self) -> str:
         """Why no GPU is visible, in words a user can act on."""
         return f"no GPU visible to {self.name}"
+
+    def simulated(self, device: str) -> bool:
+        """True where ``device`` is a simulator (its rows are checked for correctness but carry no timing)."""
+        return False
+
+    def variant_unavailable_reason(self, device: str, variant: str) -> str:
+        """Why ``variant`` is not offered on ``device``, for the row's ``reason``."""
+        return f"{self.name} offers no {variant} on {device}"
 
     @abstractmethod
     def make_solver(self, device: str, variant: str) -> Solver:

@@ -115,7 +115,15 @@ def collect_gpu() -> dict[str, Any] | None:
         "driver_version": _safe(nv.nvmlSystemGetDriverVersion),
         "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else None,
         "power_limit_w": (_safe(nv.nvmlDeviceGetPowerManagementLimit, handle) or 0) / 1000 or None,
+        "board": _board(nv, handle),
     }
+
+
+def _board(nv: Any, handle: Any) -> dict[str, Any]:
+    """MIG, ECC, PCIe link, persistence and application clocks (solvers.nvml owns these queries)."""
+    from .nvml import static_provenance
+
+    return static_provenance(nv, handle)
 
 
 def collect_gpu_state() -> dict[str, Any] | None:

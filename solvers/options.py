@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .base import DEVICES, VARIANTS
+from .base import ALL_VARIANTS, DEVICES, VARIANTS
 from .problem import DTYPES, parse_dims
 
 
@@ -58,7 +58,8 @@ def choose(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def variants(text: str) -> list[str]:
-    return choose(text, VARIANTS, "variant")
+    """Any known variant by name (the defaults are ``VARIANTS``; extras such as fused_cmdbuf only when asked)."""
+    return choose(text, ALL_VARIANTS, "variant")
 
 
 def devices(text: str, *, extra: tuple[str, ...] = ()) -> list[str]:

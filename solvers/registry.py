@@ -21,10 +21,11 @@ REGISTRY: dict[str, Entry] = {
     e.name: e
     for e in (
         Entry("numpy", "solvers.frameworks.numpy_", "numpy", ("cpu",)),
-        Entry("numba", "solvers.frameworks.numba_", "numba", ("cpu",)),
+        Entry("numba", "solvers.frameworks.numba_cuda", "numba", ("cpu", "gpu")),
         Entry("jax", "solvers.frameworks.jax_", "jax", ("cpu", "gpu")),
         Entry("tensorflow", "solvers.frameworks.tensorflow_", "tensorflow", ("cpu", "gpu")),
         Entry("torch", "solvers.frameworks.torch_", "torch", ("cpu", "gpu")),
+        Entry("cupy", "solvers.frameworks.cupy_", "cupy-cuda12x", ("gpu",)),
     )
 }
 

@@ -14,7 +14,7 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,13 +74,25 @@ def _empty(dim: int, variant: str, status: str, reason: str | None) -> dict[str,
         "time_per_iter_s": None, "median_s": None, "min_s": None, "cv": None, "repeat_times_s": [],
         "compile_s": None, "transfer_s": None, "max_rel_error": None, "tolerance": None, "output_dtype": None,
         "sync_check": None, "peak_rss_bytes": None, "peak_device_bytes": None,
-        "gpu_state_before": None, "gpu_state_after": None,
+        "gpu_state_before": None, "gpu_state_after": None, "energy": None, "gpu_samples": None,
     }
 
 
 def not_run(dim: int, variant: str, status: str, reason: str) -> dict[str, Any]:
     """A result row for a (dim, variant) that never ran: invalid input or unavailable framework/device."""
     return _empty(dim, variant, status, reason)
+
+
+class Window(Protocol):
+    """A measurement window opened just before the timed repeats (see ``solvers.nvml.open_window``)."""
+
+    def finish(self, run_once: Callable[[], float], *, iters: int, runs: int) -> dict[str, Any]:
+        """Close the window after ``runs`` runs of ``iters`` (``run_once`` adds runs); the row fields it fills."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever the window started (idempotent; also after an exception in the timed runs)."""
+        ...
 
 
 class _Failed(Exception):
@@ -101,26 +113,34 @@ def measure(
     dtype: str,
     gpu_state: Callable[[], dict[str, Any] | None],
     check_sync: bool = True,
+    simulated: bool = False,
+    sampler: Callable[[], Window | None] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol for one (dim, variant); a failed check or any exception gives a ``failed`` row."""
+    """Run the protocol for one (dim, variant); a failed check or any exception gives a ``failed`` row.
+
+    ``simulated``: the device is a simulator, so the row stops after the correctness check with status
+    ``simulated`` and no timing. ``sampler``: opens a measurement window (GPU energy, sampled clocks, see
+    ``solvers.nvml``) around the timed repeats; it may return None (no NVML) and then nothing is added.
+    """
     row = _empty(data.d, variant, "failed", None)
     row["tolerance"] = TOLERANCE[dtype]
     try:
         _run_checked(row, make_solver, data, reference, iters=iters, repeats=repeats, dtype=dtype,
-                     gpu_state=gpu_state, check_sync=check_sync)
+                     gpu_state=gpu_state, check_sync=check_sync, simulated=simulated, sampler=sampler)
     except _Failed as exc:
         row["reason"] = str(exc)
     except Exception as exc:
         row["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         row["stderr_tail"] = "".join(traceback.format_exc().splitlines(keepends=True)[-20:])
     if row["status"] != "ok":
-        row.update({k: None for k in _TIMINGS}, repeat_times_s=[])
+        row.update({k: None for k in _TIMINGS}, repeat_times_s=[], energy=None, gpu_samples=None)
     return row
 
 
 def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: ProblemData,
                  reference: tuple[np.ndarray, float], *, iters: int, repeats: int, dtype: str,
-                 gpu_state: Callable[[], dict[str, Any] | None], check_sync: bool) -> None:
+                 gpu_state: Callable[[], dict[str, Any] | None], check_sync: bool, simulated: bool = False,
+                 sampler: Callable[[], Window | None] | None = None) -> None:
     solver = make_solver()
     t0 = time.perf_counter()
     solver.setup(data)
@@ -135,7 +155,17 @@ def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: P
         raise _Failed(f"ran in {row['output_dtype']}, asked for {dtype}")
     if not err <= TOLERANCE[dtype]:
         raise _Failed(f"max relative error {err:.3g} exceeds tolerance {TOLERANCE[dtype]:g}")
-    times = [_timed(solver, iters)[0] for _ in range(repeats)]
+    if simulated:  # checked; a simulator's clock says nothing about the device it stands in for
+        row.update(status="simulated", reason="ran under a device simulator: checked for correctness, no timing")
+        return
+    window = sampler() if sampler else None
+    try:
+        times = [_timed(solver, iters)[0] for _ in range(repeats)]
+        if window is not None:  # may run more loops, outside ``times``, until the energy window is long enough
+            row.update(window.finish(lambda: _timed(solver, iters)[0], iters=iters, runs=len(times)))
+    finally:
+        if window is not None:
+            window.close()
     # The answer after the timed runs must still be right: a solver that reuses state across runs would not be.
     W, b = solver.fetch(_timed(solver, iters)[1])
     if not max_rel_error(W, b, *reference) <= TOLERANCE[dtype]:

@@ -48,7 +48,8 @@ def pins(lock: Path) -> dict[str, str]:
 
 
 def framework_pin(framework: str, flavour: str) -> str:
-    dist = "tensorflow-cpu" if (framework, flavour) == ("tensorflow", "cpu") else framework
+    dist = {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
+                                                                                        framework)
     return pins(lock_path(framework, flavour))[dist]
 
 
@@ -146,7 +147,7 @@ def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
 
 def test_compose_declares_every_image_consistently_with_the_locks() -> None:
     cf = compose()
-    expected = {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS)}
+    expected = {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS), "numba-gpu", "cupy-gpu"}
     assert set(cf.services) == expected
     for svc in cf.services.values():
         args = svc.build.args

@@ -14,7 +14,7 @@ from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, re
 from solvers.timing import measure
 from tests.conftest import run_solvers
 
-CASES = [(fw, v) for fw in registry.FRAMEWORKS for v in VARIANTS]
+CASES = [(fw, v) for fw in registry.FRAMEWORKS if "cpu" in registry.REGISTRY[fw].devices for v in VARIANTS]
 
 
 @pytest.mark.parametrize(("framework", "variant"), CASES)
