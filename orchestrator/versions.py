@@ -22,7 +22,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from solvers import registry
+from solvers import registry, schema
 
 from .errors import GdbenchError, InvalidOptions
 
@@ -45,7 +45,14 @@ class Base:
 
     @property
     def uv_platform(self) -> str:
-        return f"x86_64-manylinux_{self.glibc[0]}_{self.glibc[1]}"
+        """The lock tool's target; the pinned uv names manylinux targets up to glibc 2.40, which is what
+        trixie's 2.41 is asked as (no framework ships a wheel that needs 2.41 exactly)."""
+        return f"x86_64-manylinux_{self.glibc[0]}_{min(self.glibc[1], 40)}"
+
+    @property
+    def suffix(self) -> str:
+        """What a non-default base adds to a service name and tag, so two Pythons never share a tag."""
+        return "" if self.python == DEFAULT_PYTHON else f"-py{self.python}"
 
 
 BASES: dict[str, Base] = {
@@ -233,11 +240,6 @@ def cuda_from_lock(lock_text: str) -> str | None:
 # ---------------------------------------------------------------- locks for an added version
 
 
-def lock_stem(framework: str, version: str, flavour: str) -> str:
-    """``requirements-<version>-<flavour>``: one lock per version and flavour, beside the framework's others."""
-    return f"requirements-{version}-{flavour}"
-
-
 def requirements_in(pin: Pin, template: str, template_version: str) -> str:
     """The new version's ``.in``: the flavour's existing ``.in`` with its version pins moved to ``pin.version``.
 
@@ -273,7 +275,7 @@ def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) ->
         raise GdbenchError(f"{template} is missing: {pin.framework} has no {pin.flavour} recipe to start from",
                            fix=f"restore {template.relative_to(root)} from version control")
     current = _pinned_version(template.read_text(encoding="utf-8"), pin.framework)
-    stem = lock_stem(pin.framework, pin.version, pin.flavour)
+    stem = lock_stem(pin.framework, pin.version, pin.flavour, pin.base)
     in_path, lock_path = folder / f"{stem}.in", folder / f"{stem}.txt"
     in_path.write_text(requirements_in(pin, template.read_text(encoding="utf-8"), current), encoding="utf-8")
     tool = subprocess.run(["make", "-s", "lock-tool"], cwd=root, capture_output=True, text=True)
@@ -307,3 +309,86 @@ def _pinned_version(in_text: str, framework: str) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
+
+
+# ---------------------------------------------------------------- add / remove, as `gdbench images` does them
+
+
+@dataclass(frozen=True)
+class Added:
+    service: str
+    image: str
+    lock: Path
+    cuda_version: str | None
+    base: Base
+
+
+def service_name(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
+    return f"{framework}-{version}{base.suffix if base else ''}" + ("-gpu" if flavour == "cuda" else "")
+
+
+def image_tag(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
+    return f"gdbench/{framework}:{version}-{flavour}{base.suffix if base else ''}"
+
+
+def lock_stem(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
+    """``requirements-<version>-<flavour>[-py<X.Y>]``: one lock per version, flavour and base, beside the
+    framework's others."""
+    return f"requirements-{version}-{flavour}{base.suffix if base else ''}"
+
+
+def add_pin(framework: str, version: str, flavour: str, python: str | None, root: Path, compose_path: Path,
+            *, on_line: Callable[[str], None] = print, session: Any | None = None) -> Added:
+    """Check the pin on PyPI, resolve its lock, then add its service to compose.yaml; on any failure nothing
+    stays behind (no half-written lock, compose.yaml untouched)."""
+    from . import compose_edit
+
+    pin = check_pin(framework, version, flavour, python, session)
+    name, tag = service_name(framework, version, flavour, pin.base), image_tag(framework, version, flavour, pin.base)
+    text = compose_path.read_text(encoding="utf-8")
+    if name in compose_edit.service_names(text) or _declares_image(text, tag):
+        raise InvalidOptions(f"{framework} {version} ({flavour}, Python {pin.base.python}) is already declared "
+                             f"(image {tag})", fix="gdbench images lists every declared version")
+    in_path, lock_path = lock_pin(pin, root, on_line=on_line)
+    try:
+        lock_text = lock_path.read_text(encoding="utf-8")
+        cuda = cuda_from_lock(lock_text) if flavour == "cuda" else None
+        if flavour == "cuda" and cuda is None:
+            raise VersionRefused(f"{framework} {version}'s CUDA lock resolved no CUDA runtime wheel",
+                                 fix=f"check {in_path.relative_to(root)}")
+        block = compose_edit.service_block(
+            name=name, image=tag, framework=framework, version=version, flavour=flavour,
+            lock=lock_path.relative_to(root).as_posix(),
+            base_image=None if pin.base.python == DEFAULT_PYTHON else pin.base.tag, cuda_version=cuda)
+        schema.write_atomic(compose_path, compose_edit.add_service(text, name, block))
+    except BaseException:
+        in_path.unlink(missing_ok=True)
+        lock_path.unlink(missing_ok=True)
+        raise
+    return Added(name, tag, lock_path, cuda, pin.base)
+
+
+def _declares_image(text: str, tag: str) -> bool:
+    return re.search(rf"^\s+image:\s*{re.escape(tag)}\s*$", text, re.MULTILINE) is not None
+
+
+def remove_pin(framework: str, version: str, flavour: str, python: str | None, root: Path,
+               compose_path: Path) -> str:
+    """``gdbench images remove``: the exact inverse of ``add_pin`` (its service, its .in and its lock)."""
+    from . import compose_edit
+
+    base = BASES.get(python or DEFAULT_PYTHON)
+    if base is None:
+        raise InvalidOptions(f"--python {python}: no such base; choose from {', '.join(BASES)}")
+    name = service_name(framework, version, flavour, base)
+    text = compose_path.read_text(encoding="utf-8")
+    if name not in compose_edit.service_names(text):
+        declared = [n for n in compose_edit.service_names(text) if n.startswith(f"{framework}-") or n == framework]
+        raise InvalidOptions(f"{framework} {version} ({flavour}) is not a version added to {compose_path.name} "
+                             f"(declared for {framework}: {', '.join(declared) or 'none'})",
+                             fix="gdbench images lists every declared version")
+    schema.write_atomic(compose_path, compose_edit.remove_service(text, name))
+    stem = lock_stem(framework, version, flavour, base)
+    for suffix in (".in", ".txt"):
+        (root / "images" / framework / f"{stem}{suffix}").unlink(missing_ok=True)
+    return name

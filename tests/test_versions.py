@@ -108,17 +108,24 @@ def test_requirements_in_moves_every_pin_of_the_recipe() -> None:
         torch, (ROOT / "images/torch/requirements-cpu.in").read_text(), "2.13.0")
 
 
-def test_lock_pin_resolves_a_hash_lock_against_pypi(tmp_path: Path) -> None:
-    """A real resolution with the project's pinned uv, in a scratch copy of the images tree."""
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A scratch copy of what adding a version touches: compose.yaml, images/, scripts/, the Makefile."""
     import shutil
 
-    for rel in ("Makefile", "images", "scripts"):
+    for rel in ("Makefile", "compose.yaml", "images", "scripts"):
         src = ROOT / rel
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / rel)
     if (ROOT / ".cache/tools").is_dir():  # reuse the lock tool if this checkout has it
         (tmp_path / ".cache").mkdir()
         (tmp_path / ".cache/tools").symlink_to(ROOT / ".cache/tools")
     (tmp_path / "pyproject.toml").write_text("")
+    return tmp_path
+
+
+def test_lock_pin_resolves_a_hash_lock_against_pypi(checkout: Path) -> None:
+    """A real resolution with the project's pinned uv, in a scratch copy of the images tree."""
+    tmp_path = checkout
     pin = versions.check_pin("numpy", "1.26.4")
     try:
         in_path, lock_path = versions.lock_pin(pin, tmp_path, on_line=lambda _: None)
@@ -128,6 +135,33 @@ def test_lock_pin_resolves_a_hash_lock_against_pypi(tmp_path: Path) -> None:
     assert in_path.name == "requirements-1.26.4-cpu.in" and lock_path.parent == tmp_path / "images/numpy"
     assert "\nnumpy==1.26.4 \\\n    --hash=sha256:" in text and "--python-version 3.11" in text
     assert "numpy==2.4.6" not in text
+
+
+def test_add_then_remove_a_version_leaves_the_checkout_as_it_was(checkout: Path) -> None:
+    compose = checkout / "compose.yaml"
+    before = compose.read_text()
+    added = versions.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
+    # The default numpy is 2.4.6 on Python 3.11: the same version on 3.13 must get its own name and tag.
+    assert (added.service, added.image) == ("numpy-2.4.6-py3.13", "gdbench/numpy:2.4.6-cpu-py3.13")
+    args = yaml.safe_load(compose.read_text())["services"][added.service]["build"]["args"]
+    assert args["BASE_IMAGE"] == "gdbench/base:trixie-py3.13" and args["LOCK"] == added.lock.relative_to(
+        checkout).as_posix()
+    assert "--python-version 3.13 --python-platform x86_64-manylinux_2_40" in added.lock.read_text()
+    with pytest.raises(InvalidOptions, match="already declared"):
+        versions.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
+    assert versions.remove_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose) == added.service
+    assert compose.read_text() == before and not added.lock.exists()
+    assert not added.lock.with_suffix(".in").exists()
+
+
+def test_a_refused_add_changes_nothing(checkout: Path) -> None:
+    compose = checkout / "compose.yaml"
+    before, files = compose.read_text(), sorted((checkout / "images").rglob("*"))
+    with pytest.raises(versions.VersionRefused):
+        versions.add_pin("jax", "0.11.0", "cpu", "3.11", checkout, compose, on_line=lambda _: None)
+    with pytest.raises(InvalidOptions, match="not a version added"):
+        versions.remove_pin("numpy", "1.0.0", "cpu", None, checkout, compose)
+    assert compose.read_text() == before and sorted((checkout / "images").rglob("*")) == files
 
 
 SERVICE = dict(name="numpy-1.26.4", image="gdbench/numpy:1.26.4-cpu", framework="numpy", version="1.26.4",
