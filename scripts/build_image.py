@@ -67,6 +67,17 @@ def python_version(base: str) -> str:
                  "import platform; print(platform.python_version())"])
 
 
+def ensure_base(tag: str) -> None:
+    """A project base the service names is made here if missing (once per machine); others must be pulled."""
+    base = next((b for b in BASES.values() if b.tag == tag), None)
+    if base is None or _out(["docker", "image", "inspect", "-f", "{{.Id}}", tag]):
+        return
+    done = subprocess.run(["bash", "scripts/build-base-image.sh", tag], cwd=ROOT,
+                          env={**os.environ, "SUITE": base.suite}, check=False)
+    if done.returncode:
+        raise BuildError(f"could not build the base {tag} (SUITE={base.suite} bash scripts/build-base-image.sh)")
+
+
 def provenance() -> dict[str, str]:
     """Revision (``-dirty`` when what goes into the image differs from it), commit date, source URL."""
     revision = _out(["git", "rev-parse", "HEAD"]) or "unknown"
@@ -115,6 +126,7 @@ def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = F
         raise BuildError(f"service {service_name} has no build section")
     args = dict(svc.build.args)
     lock = check(service_name, svc.image, args)
+    ensure_base(args["BASE_IMAGE"])
     fw = args["FRAMEWORK"]
     for key, value in {**provenance(), "PYTHON_VERSION": python_version(args["BASE_IMAGE"])}.items():
         args[key] = args.get(key) or value
