@@ -27,7 +27,7 @@ endif
 service = $(if $(filter cuda,$(FLAVOUR)),$(1)-gpu,$(1))
 export DOCKER_BUILDKIT := 0
 
-.PHONY: images base-image wheelhouse gdbench-wheel locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
+.PHONY: images base-image wheelhouse gdbench-wheel lock-tool locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
 	$(addprefix wheelhouse-,$(IMAGE_FRAMEWORKS_all))
 
 images: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## build every image of FLAVOUR (cpu default; FLAVOUR=cuda)
@@ -69,9 +69,11 @@ $(foreach fw,$(IMAGE_FRAMEWORKS_all),$(eval $(call image_rules,$(fw))))
 no-flavour-%:
 	@echo "error: $* has no $(FLAVOUR) flavour (images of FLAVOUR=$(FLAVOUR): $(IMAGE_FRAMEWORKS))" >&2; exit 2
 
-locks:  ## re-resolve every lock (uv pip compile --generate-hashes; needs PyPI), then review the diff
+lock-tool:  ## the pinned uv that resolves every lock (in .cache/tools, from PyPI itself)
 	@test -x .cache/tools/bin/uv || { python3 -m venv .cache/tools && \
 	  PIP_CONFIG_FILE=/dev/null .cache/tools/bin/pip install -q uv==$(UV_VERSION); }
+
+locks: lock-tool  ## re-resolve every lock (uv pip compile --generate-hashes; needs PyPI), then review the diff
 	@for in in images/installer.in images/*/requirements-*.in; do \
 	  UV=.cache/tools/bin/uv bash scripts/lock-image.sh $$in || exit 1; done
 

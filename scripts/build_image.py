@@ -22,12 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.compose import load_compose  # noqa: E402  (the one reader of compose.yaml)
+from orchestrator.versions import BASES, DEFAULT_PYTHON, Base, cuda_from_lock  # noqa: E402  (bases and the CUDA a lock resolved)
 
 LOCAL_BASE = "gdbench/base:bookworm-py3.11"
 
 
-def lock_path(framework: str, flavour: str) -> Path:
-    return ROOT / "images" / framework / f"requirements-{flavour}.txt"
+def lock_path(framework: str, flavour: str, lock: str | None = None) -> Path:
+    """The service's ``LOCK`` build argument, else its framework's default lock for the flavour."""
+    return ROOT / lock if lock else ROOT / "images" / framework / f"requirements-{flavour}.txt"
+
+
+def wheelhouse_for(framework: str, lock: Path) -> str:
+    """One wheelhouse per lock: ``<framework>-<flavour>`` for the default, ``<framework>-<version>-<flavour>``."""
+    return f".cache/wheelhouse/{framework}-{lock.stem.removeprefix('requirements-')}"
 
 
 def framework_dist(framework: str, flavour: str) -> str:
@@ -43,8 +50,7 @@ def pinned(lock: Path, dist: str) -> str | None:
 
 def cuda_version(lock: Path) -> str:
     """major.minor of the CUDA runtime wheel a CUDA lock pins; "" for a lock without one."""
-    m = re.search(r"^nvidia-cuda-runtime(?:-cu\d+)?==(\d+)\.(\d+)", lock.read_text(), re.MULTILINE)
-    return f"{m.group(1)}.{m.group(2)}" if m else ""
+    return cuda_from_lock(lock.read_text()) or ""
 
 
 def _out(cmd: list[str]) -> str:
@@ -62,6 +68,17 @@ def python_version(base: str) -> str:
                  "import platform; print(platform.python_version())"])
 
 
+def ensure_base(tag: str) -> None:
+    """A project base the service names is made here if missing (once per machine); others must be pulled."""
+    base = next((b for b in BASES.values() if b.tag == tag), None)
+    if base is None or _out(["docker", "image", "inspect", "-f", "{{.Id}}", tag]):
+        return
+    done = subprocess.run(["bash", "scripts/build-base-image.sh", tag], cwd=ROOT,
+                          env={**os.environ, "SUITE": base.suite}, check=False)
+    if done.returncode:
+        raise BuildError(f"could not build the base {tag} (SUITE={base.suite} bash scripts/build-base-image.sh)")
+
+
 def provenance() -> dict[str, str]:
     """Revision (``-dirty`` when what goes into the image differs from it), commit date, source URL."""
     revision = _out(["git", "rev-parse", "HEAD"]) or "unknown"
@@ -75,19 +92,25 @@ class BuildError(RuntimeError):
     pass
 
 
+def base_of(args: dict[str, str]) -> Base:
+    """The project base a service builds on (an official base counts as the default Python's)."""
+    return next((b for b in BASES.values() if b.tag == args.get("BASE_IMAGE")), BASES[DEFAULT_PYTHON])
+
+
 def check(service_name: str, image: str, args: dict[str, str]) -> Path:
     """The compose declaration must agree with the lock; a mismatch is a build error, never a silent relabel."""
     fw, flavour = args.get("FRAMEWORK", ""), args.get("FLAVOUR", "")
-    lock = lock_path(fw, flavour)
+    lock = lock_path(fw, flavour, args.get("LOCK"))
     if not lock.is_file():
         raise BuildError(f"service {service_name}: no lock {lock.relative_to(ROOT)} for {fw} ({flavour})")
     locked = pinned(lock, framework_dist(fw, flavour))
     if locked != args.get("FRAMEWORK_VERSION"):
         raise BuildError(f"service {service_name}: compose says {fw} {args.get('FRAMEWORK_VERSION')}, "
                          f"{lock.relative_to(ROOT)} pins {locked}")
+    suffix = base_of(args).suffix
     if image != f"gdbench/{fw}:{args.get('IMAGE_VERSION')}" or args["IMAGE_VERSION"] != (
-            f"{locked.split('+')[0]}-{flavour}"):
-        raise BuildError(f"service {service_name}: tag {image} is not gdbench/{fw}:<{fw} version>-{flavour}")
+            f"{locked.split('+')[0]}-{flavour}{suffix}"):
+        raise BuildError(f"service {service_name}: tag {image} is not gdbench/{fw}:<{fw} version>-{flavour}{suffix}")
     if args.get("CUDA_VERSION", "") != cuda_version(lock):
         raise BuildError(f"service {service_name}: compose says CUDA {args.get('CUDA_VERSION')!r}, "
                          f"the lock's runtime is {cuda_version(lock)!r}")
@@ -104,15 +127,19 @@ def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = F
         raise BuildError(f"service {service_name} has no build section")
     args = dict(svc.build.args)
     lock = check(service_name, svc.image, args)
-    fw, flavour = args["FRAMEWORK"], args["FLAVOUR"]
+    ensure_base(args["BASE_IMAGE"])
+    fw = args["FRAMEWORK"]
     for key, value in {**provenance(), "PYTHON_VERSION": python_version(args["BASE_IMAGE"])}.items():
         args[key] = args.get(key) or value
-    wheelhouse = f".cache/wheelhouse/{fw}-{flavour}"
+    wheelhouse = wheelhouse_for(fw, lock)
+    args["LOCK"], args["WHEELHOUSE"] = lock.relative_to(ROOT).as_posix(), wheelhouse
     debhouse = f".cache/debhouse/{fw}"
     (ROOT / debhouse).mkdir(parents=True, exist_ok=True)
     wheels = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / ".cache/dist").glob("gdbench-*.whl"))
     if not (ROOT / wheelhouse).is_dir() or not wheels:
-        raise BuildError(f"{wheelhouse} or the gdbench wheel is missing: run make wheelhouse")
+        raise BuildError(f"{wheelhouse} or the gdbench wheel is missing: run make gdbench-wheel and "
+                         f"python scripts/fetch_wheels.py {lock.relative_to(ROOT)} {wheelhouse} "
+                         f"--python {base_of(args).python}")
     context = [svc.build.dockerfile, "images/system-delta.sh", lock.relative_to(ROOT).as_posix(), wheelhouse,
                debhouse, *wheels]
     cmd = ["docker", "build", "--rm", "--force-rm", "-f", svc.build.dockerfile, "-t", svc.image]

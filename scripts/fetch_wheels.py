@@ -1,10 +1,11 @@
 """Download every wheel a hash lock names (plus the installer's pip) into one image's wheelhouse.
 
-The wheels are for the images' interpreter and platform (CPython 3.11, x86_64, glibc 2.36 = Debian
-bookworm), whatever the host runs; pip checks each file against the lock's sha256 before keeping it. The
-Docker build installs from this folder with ``--no-index``: builds need no network and take exactly these.
+The wheels are for the image's interpreter and platform (default CPython 3.11, x86_64, glibc 2.36 = Debian
+bookworm; ``--python 3.13`` is trixie's, glibc 2.41), whatever the host runs; pip checks each file against
+the lock's sha256 before keeping it. The Docker build installs from this folder with ``--no-index``: builds
+need no network and take exactly these.
 
-Usage: python scripts/fetch_wheels.py LOCK DEST
+Usage: python scripts/fetch_wheels.py LOCK DEST [--python X.Y]
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.versions import BASES, DEFAULT_PYTHON  # noqa: E402  (the one list of bases)
+
 INSTALLER = ROOT / "images" / "installer.txt"
-# pip's --platform takes exact tags, so name every manylinux tag glibc 2.36 can run.
-PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + [
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64",
-]
+
+
+def platforms(glibc: tuple[int, int]) -> list[str]:
+    """pip's --platform takes exact tags, so name every manylinux tag that glibc can run."""
+    return [f"manylinux_2_{minor}_x86_64" for minor in range(glibc[1], 16, -1)] + [
+        "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64",
+    ]
+
+
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s\\;]+)", re.MULTILINE)
 
 
@@ -31,7 +41,8 @@ def pins(lock: Path) -> set[str]:
     return {f"{re.sub(r'[-_.]+', '_', n).lower()}-{v}-" for n, v in PIN.findall(lock.read_text())}
 
 
-def main(lock: Path, dest: Path) -> int:
+def main(lock: Path, dest: Path, python: str = DEFAULT_PYTHON) -> int:
+    base = BASES[python]
     links: list[str] = []
     if re.search(r"^torch==[^\s]*\+cpu", lock.read_text(), re.MULTILINE):
         # PyTorch's CPU build is not on PyPI: this machine keeps it in /opt/wheels, elsewhere PyTorch's index.
@@ -45,12 +56,12 @@ def main(lock: Path, dest: Path) -> int:
             os.link(whl, partial / whl.name)
     # PyPI itself, never a mirror, constraint or find-links configured for this host's pip.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
-    platform_args = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
+    platform_args = [arg for tag in platforms(base.glibc) for arg in ("--platform", tag)]
     for req in (lock, INSTALLER):
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--require-hashes", "--only-binary", ":all:", *platform_args, "--python-version", "3.11",
-             "--implementation", "cp", "--abi", "cp311", "--index-url", "https://pypi.org/simple", *links,
+             "--require-hashes", "--only-binary", ":all:", *platform_args, "--python-version", base.python,
+             "--implementation", "cp", "--abi", base.cp, "--index-url", "https://pypi.org/simple", *links,
              "-r", str(req), "-d", str(partial)],
             env=env, check=True,
         )
@@ -66,6 +77,10 @@ def main(lock: Path, dest: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    argv = sys.argv[1:]
+    python = DEFAULT_PYTHON
+    if len(argv) == 4 and argv[2] == "--python" and argv[3] in BASES:
+        python, argv = argv[3], argv[:2]
+    if len(argv) != 2:
+        sys.exit(__doc__ + f"\n--python is one of: {', '.join(BASES)}")
+    sys.exit(main(Path(argv[0]), Path(argv[1]), python))
