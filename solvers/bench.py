@@ -185,18 +185,17 @@ def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[s
 
 def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     """Run the report; see the module docstring for what is measured and why."""
-    from . import problem
+    from . import options, problem
 
     log = sys.stderr
     try:
-        dims = problem.parse_dims(str(args.dims))
-    except ValueError:
-        dims = []
-    names = [p.strip() for p in str(args.frameworks).split(",") if p.strip()]
-    if not dims or args.n < 2 or args.iters < 1 or args.repeats < 1 or args.threads < 1:
-        print(f"invalid arguments: dims={args.dims!r} n={args.n} iters={args.iters} repeats={args.repeats} "
-              f"threads={args.threads}", file=stdout, flush=True)
+        dims = options.dims(str(args.dims))
+        for name in ("n", "iters", "repeats", "threads"):
+            options.check_int(name, getattr(args, name))
+    except options.OptionError as exc:
+        print(f"invalid arguments: {exc}", file=stdout, flush=True)
         return 2
+    names = options.split(str(args.frameworks))
 
     # Thread env vars and affinity must be in place before any framework (or its BLAS) is imported.
     thread_info = threads.apply(args.threads)

@@ -7,7 +7,7 @@ that runs one step too few or too many differs from the reference far beyond tol
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,9 +26,6 @@ class ProblemSpec:
     lr: float = 1e-3
     dtype: str = "float64"
     seed: int = 0
-
-    def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "noise_std": NOISE_STD, "tolerance": TOLERANCE[self.dtype]}
 
 
 @dataclass(frozen=True)

@@ -150,10 +150,10 @@ def not_run_row(dim: int, variant: str, status: str, reason: str) -> dict[str, A
 
 
 def utc_now() -> str:
-    """The one timestamp format of documents and manifests."""
+    """The one timestamp format of documents and manifests: ISO 8601 to the second, UTC as ``Z``."""
     import datetime as dt
 
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def problem_record(*, n: int, dims: list[int], iters: int, repeats: int, dtype: str, seed: int,

@@ -20,6 +20,7 @@ import numpy as np
 
 from .base import Solver
 from .problem import TOLERANCE, ProblemData, max_rel_error
+from .schema import empty_row
 
 SYNC_RATIO = (1.8, 2.2)
 #: The sync check grows k until one run lasts this long, so fixed call overhead cannot skew the ratio.
@@ -68,21 +69,6 @@ def sync_check(solver: Solver, iters: int) -> dict[str, Any]:
     return {"iters": k, "ratio": round(ratio, 4), "passed": SYNC_RATIO[0] <= ratio <= SYNC_RATIO[1]}
 
 
-def _empty(dim: int, variant: str, status: str, reason: str | None) -> dict[str, Any]:
-    return {
-        "dim": dim, "variant": variant, "status": status, "reason": reason, "stderr_tail": None,
-        "time_per_iter_s": None, "median_s": None, "min_s": None, "cv": None, "repeat_times_s": [],
-        "compile_s": None, "transfer_s": None, "max_rel_error": None, "tolerance": None, "output_dtype": None,
-        "sync_check": None, "peak_rss_bytes": None, "peak_device_bytes": None,
-        "gpu_state_before": None, "gpu_state_after": None,
-    }
-
-
-def not_run(dim: int, variant: str, status: str, reason: str) -> dict[str, Any]:
-    """A result row for a (dim, variant) that never ran: invalid input or unavailable framework/device."""
-    return _empty(dim, variant, status, reason)
-
-
 class _Failed(Exception):
     """A check failed: the row keeps its diagnosis but loses every timing."""
 
@@ -103,7 +89,7 @@ def measure(
     check_sync: bool = True,
 ) -> dict[str, Any]:
     """Run the protocol for one (dim, variant); a failed check or any exception gives a ``failed`` row."""
-    row = _empty(data.d, variant, "failed", None)
+    row = empty_row(data.d, variant, "failed", None)
     row["tolerance"] = TOLERANCE[dtype]
     try:
         _run_checked(row, make_solver, data, reference, iters=iters, repeats=repeats, dtype=dtype,
