@@ -26,7 +26,7 @@ THREAD_ENV_VARS = (
 
 # glibc mallopt parameters. Fixing them turns off glibc's dynamic mmap threshold, which otherwise moves
 # as a process frees large blocks: a NumPy loop that allocates temporaries then changed speed part-way
-# through a run (2k iterations took 2.35x the time of k after an earlier dimension freed its data).
+# through a run (docs/frameworks.md).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MALLOC_SETTINGS = {"M_MMAP_THRESHOLD": 64 << 20, "M_TRIM_THRESHOLD": 256 << 20}
 
