@@ -129,9 +129,13 @@ class LoopSolver(_Base):
 class FusedSolver(_Base):
     """The whole fixed-iteration loop as one XLA program over the augmented, transposed design matrix."""
 
+    relayout = "A = [Xᵀ; 1ᵀ]"
+
     def setup(self, data: ProblemData) -> None:
         dt = data.X.dtype
-        self.A, self.y = self._put(augmented_transpose(data)), self._put(data.y)
+        A = augmented_transpose(data)
+        self.extra_bytes = A.nbytes
+        self.A, self.y = self._put(A), self._put(data.y)
         self.theta0 = self._put(np.append(data.W0, dt.type(data.b0)))
         self.step = self._put(np.asarray(2.0 * data.lr / data.n, dtype=dt))
         jax.block_until_ready((self.A, self.y, self.theta0, self.step))

@@ -295,9 +295,11 @@ class FusedSolver(LoopSolver):
         width = padded_width(d, dt)
         if d <= SMALL_D:
             self.X = data.X  # the small kernels read rows as one flat run of n·d values: no padding wanted
+            self.extra_bytes, self.relayout = 0, None
         else:
             self.X = aligned_zeros(n, width, dt)
             self.X[:, :d] = data.X
+            self.extra_bytes, self.relayout = self.X.nbytes, "X in rows padded to whole 64-byte lines"
         threads = numba.get_num_threads()
         self.parallel = use_parallel(n, width, threads)
         self.parts = partials(threads if self.parallel else 1, width + 1, dt)

@@ -44,9 +44,12 @@ class LoopSolver:
 
 
 class FusedSolver(LoopSolver):
+    relayout = "C-contiguous copy of Xᵀ"
+
     def setup(self, data: ProblemData) -> None:
         self.data = data
         self.XT = np.ascontiguousarray(data.X.T)
+        self.extra_bytes = self.XT.nbytes
 
     def run(self, iters: int) -> tuple[np.ndarray, float]:
         X, y = self.data.X, self.data.y
