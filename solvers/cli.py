@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
     run.add_argument("--threads", type=int, default=default_threads())
     run.add_argument("--no-sync-check", action="store_true", help="skip the 2x-iterations sync check")
+    run.add_argument("--no-floor", action="store_true", help="skip measuring the memory floor at each d")
     run.add_argument("--out", help="write the document to this file instead of stdout")
     lst = sub.add_parser("list", help="print installed frameworks and the devices each sees (JSON)")
     lst.add_argument("--threads", type=int, default=1)
@@ -129,6 +130,7 @@ def _not_run_rows(args: argparse.Namespace, status: str, reason: str) -> list[di
 def run(args: argparse.Namespace, stdout: TextIO) -> int:
     """The ``run`` command; every outcome, even bad input, ends as one valid document."""
     from . import metadata
+    from .floor import measure_floor
     from .problem import make_data, reference
     from .schema import not_run_row
     from .timing import measure
@@ -168,9 +170,12 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
     offered = fw.variants[args.device]
 
     results: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
     for d in args.dims_list:
         data = make_data(spec, d)
         ref = reference(data, spec.iters)
+        if not args.no_floor:
+            floors.append(measure_floor(data.X))  # same process, same threads as the rows at this d
         for variant in args.variants_list:
             if variant not in offered:
                 reason = f"{fw.name} offers no {variant} on {args.device}"
@@ -188,7 +193,10 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
 
     statuses = {r["status"] for r in results}
     status = "ok" if statuses <= {"ok"} else "failed" if "failed" in statuses else "unavailable"
-    _emit(_document(args, status, None, results, provenance), args.out, stdout)
+    provenance["blas"] = threads.blas_info()  # every BLAS that loaded, late ones too (numba loop: SciPy's)
+    doc = _document(args, status, None, results, provenance)
+    doc["floor"] = floors if not args.no_floor else None
+    _emit(doc, args.out, stdout)
     return {"ok": EXIT_OK, "failed": EXIT_FAILED}.get(status, EXIT_UNAVAILABLE)
 
 

@@ -69,8 +69,20 @@ def apply(threads: int) -> dict[str, object]:
 
 def limit_blas(threads: int) -> list[dict[str, object]]:
     """Limit every BLAS/OpenMP pool threadpoolctl can see and return its view of them."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
-    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer", "architecture")
+    return blas_info()
+
+
+def blas_info() -> list[dict[str, object]]:
+    """threadpoolctl's view of every BLAS/OpenMP pool loaded so far, ``architecture`` = the kernel in use.
+
+    Read again after the runs: a library loaded late (numba reaches SciPy's OpenBLAS on first compile) is
+    only seen then.
+    """
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "filepath", "version", "num_threads", "threading_layer",
+            "architecture")
     return [{k: info.get(k) for k in keep} for info in threadpool_info()]
