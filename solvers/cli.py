@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=DEFAULTS.repeats)
     bench.add_argument("--threads", type=int, default=default_threads())
     bench.add_argument("--frameworks", default=",".join(registry.FRAMEWORKS))
+    bench.add_argument("--keep-blas-env", action="store_true",
+                       help="measure with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set (the images leave them unset)")
     return parser
 
 
