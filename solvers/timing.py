@@ -59,8 +59,11 @@ def peak_rss_bytes() -> int:
 
 def t95(dof: int) -> float:
     """The 95 % two-sided t quantile for ``dof`` degrees of freedom (next smaller tabulated dof: wider)."""
-    known = [k for k in _T95 if k <= dof]
-    return _T95[max(known)] if known else float("inf") if dof < 1 else 1.96
+    if dof < 1:
+        return float("inf")
+    if dof > max(_T95):
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= dof)]
 
 
 def fit_slope(points: list[tuple[int, float]]) -> dict[str, Any]:
