@@ -52,7 +52,8 @@ RESULT = {
         "sync_check": {
             "type": ["object", "null"],
             "required": ["iters", "ratio", "passed"],
-            "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"}},
+            "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"},
+                           "unstable": {"type": "boolean"}},
         },
         "flags": {"type": "array", "items": {"enum": list(FLAGS)}},
         "iqr_rel": _num,

@@ -264,6 +264,39 @@ def test_clock_missing_queued_work_fails_even_after_the_retry() -> None:
     assert row["sync_check"]["ratio"] < timing.SYNC_RATIO[0] and not row["sync_check"]["passed"]
     assert row["time_per_iter_s"] is None and row["median_s"] is None
     assert len(row["repeat_times_s"]) == 3, "a failed row keeps the repeat times it measured"
+    doc = schema.not_run_document(framework="numpy", device="cpu", status="failed", reason=row["reason"],
+                                  problem=schema.problem_record(n=50, dims=[2], iters=30, repeats=3,
+                                                                dtype="float64", seed=0, lr=1e-3),
+                                  variants=["loop"], provenance=_PROVENANCE)
+    schema.validate({**doc, "results": [row]})  # the failed row with its diagnostics is a valid row
+
+
+class _HonestOnSecondSolver(_SleepClock):
+    """The first solver built misses queued work, the next one is honest: a burst that a retry clears."""
+
+    built = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).built += 1
+        self.lazy = type(self).built == 1
+
+    def run(self, iters: int):
+        if not self.lazy:
+            return super().run(iters)
+        time.sleep(1e-3)
+        return iters
+
+
+def test_a_row_that_passes_its_fresh_attempt_is_kept_and_marked_retried() -> None:
+    row = _measure_double(_HonestOnSecondSolver)
+    assert row["status"] == "ok", row["reason"]
+    assert "retried" in row["flags"] and row["time_per_iter_s"] > 0
+    assert row["sync_check"]["first_attempt"].startswith("sync check failed")
+
+
+_PROVENANCE = {"framework": {"name": "numpy", "version": None}, "python": {}, "platform": {}, "threads": {},
+               "timestamp_utc": schema.utc_now(), "hostname": "h"}
 
 
 def test_one_sided_rule_and_slope_fit() -> None:
@@ -320,3 +353,16 @@ def test_bench_verdict_inside_spread_is_inconclusive() -> None:
     assert verdict("v", 0.95, 1.0, higher_is_better=False, rows=tight, detail="").startswith("PASS")
     assert verdict("v", 1.05, 1.0, higher_is_better=False, rows=tight, detail="").startswith("FAIL")
     assert verdict("v", 1.05, 1.0, higher_is_better=False, rows=loose, detail="").startswith("INCONCLUSIVE")
+
+
+def test_bench_prints_spread_floor_and_verdicts() -> None:
+    res = run_solvers("bench", "--dims", "2,5", "--n", "300", "--iters", "30", "--repeats", "3",
+                      "--frameworks", "numpy")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "spread" in out and "floor:" in out and ("x floor" in out or "x ref" in out)
+    verdicts = [line for line in out.splitlines() if "numpy fused not slower than loop" in line]
+    assert len(verdicts) == 2 and all(v.split()[0] in ("PASS", "FAIL", "INCONCLUSIVE") for v in verdicts)
+    assert "BLAS loaded by the end:" in out
+    bad = run_solvers("bench", "--dims", "0")
+    assert bad.returncode == 2 and bad.stdout.strip() == "invalid arguments: --dims must be positive, got [0]"
