@@ -265,7 +265,8 @@ def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: P
     flags: list[str] = []
     if check_sync:
         row["async_probe"] = async_probe(solver, iters)
-        row["sync_check"], row["slope"] = check, _ = sync_check(solver, iters)
+        check, row["slope"] = sync_check(solver, iters)
+        row["sync_check"] = check
         if not check["passed"]:
             raise _SyncFailed(
                 f"sync check failed: {2 * check['iters']} iterations took {check['ratio']:.2f}x the time "
