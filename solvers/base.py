@@ -35,6 +35,11 @@ class Solver(Protocol):
     def fetch(self, out: Any) -> tuple[np.ndarray, float]:
         """Host copy of (W, b); W keeps the dtype that actually ran so a silent downcast is caught."""
 
+    # Optional, read by ``timing`` into the row's ``layout`` (absent: 0 and None). A solver that keeps its own
+    # re-layout of X (a transposed, padded or augmented copy made in setup) says what it costs in memory:
+    #   extra_bytes: int   bytes of that copy
+    #   relayout: str      what the copy is
+
 
 class Unavailable(Exception):
     """The framework, device or variant cannot run here (not installed, no GPU visible, not offered)."""

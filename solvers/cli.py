@@ -19,9 +19,10 @@ import sys
 import traceback
 from typing import Any, NoReturn, TextIO
 
-from . import registry, threads
-from .base import ALL_VARIANTS, DEVICES, VARIANTS, Framework, Unavailable
-from .problem import DTYPES, ProblemSpec, parse_dims
+from . import options, registry, threads
+from .base import DEVICES, VARIANTS, Framework, Unavailable
+from .options import DEFAULTS, OptionError, default_threads
+from .problem import ProblemSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -30,19 +31,8 @@ class InvalidInput(ValueError):
     """Arguments that can never run, whatever is installed."""
 
 
-def _dims(text: str) -> list[int]:
-    try:
-        return parse_dims(text)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
-def _variants(text: str) -> list[str]:
-    variants = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in ALL_VARIANTS]
-    if unknown or not variants:
-        raise InvalidInput(f"unknown variant(s) {unknown or text!r}; choose from {', '.join(ALL_VARIANTS)}")
-    return variants
+def _csv(values: tuple[object, ...]) -> str:
+    return ",".join(str(v) for v in values)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,27 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="benchmark one framework on one device over a list of dimensions")
     run.add_argument("--framework", required=True, help=f"one of: {', '.join(registry.FRAMEWORKS)}")
     run.add_argument("--device", default="cpu", help=f"one of: {', '.join(DEVICES)}")
-    run.add_argument("--variant", default="loop,fused", help="comma list of: loop, fused")
-    run.add_argument("--dims", default="2,5,10,20,50,100", help="comma list of dimensions d")
-    run.add_argument("--n", type=int, default=10_000, help="rows of X")
-    run.add_argument("--iters", type=int, default=1_000, help="gradient steps per run")
-    run.add_argument("--repeats", type=int, default=7, help="timed runs per (dim, variant)")
-    run.add_argument("--dtype", default="float64", help="float64 or float32")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    run.add_argument("--threads", type=int, default=min(2, len(os.sched_getaffinity(0))))
+    run.add_argument("--variant", default=_csv(DEFAULTS.variants), help=f"comma list of: {', '.join(VARIANTS)}")
+    run.add_argument("--dims", default=_csv(DEFAULTS.dims), help="comma list of dimensions d")
+    run.add_argument("--n", type=int, default=DEFAULTS.n, help="rows of X")
+    run.add_argument("--iters", type=int, default=DEFAULTS.iters, help="gradient steps per run")
+    run.add_argument("--repeats", type=int, default=DEFAULTS.repeats, help="timed runs per (dim, variant)")
+    run.add_argument("--dtype", default=DEFAULTS.dtype, help="float64 or float32")
+    run.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    run.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
+    run.add_argument("--threads", type=int, default=default_threads())
     run.add_argument("--no-sync-check", action="store_true", help="skip the 2x-iterations sync check")
+    run.add_argument("--no-floor", action="store_true", help="skip measuring the memory floor at each d")
     run.add_argument("--out", help="write the document to this file instead of stdout")
     lst = sub.add_parser("list", help="print installed frameworks and the devices each sees (JSON)")
     lst.add_argument("--threads", type=int, default=1)
     sub.add_parser("schema", help="print the result document's JSON schema")
     bench = sub.add_parser("bench", help="every installed framework x variant at d=2 and d=100 vs a gemv floor")
-    bench.add_argument("--dims", default="2,100")
-    bench.add_argument("--n", type=int, default=10_000)
-    bench.add_argument("--iters", type=int, default=1_000)
-    bench.add_argument("--repeats", type=int, default=7)
-    bench.add_argument("--threads", type=int, default=min(2, len(os.sched_getaffinity(0))))
+    bench.add_argument("--dims", default=_csv(DEFAULTS.bench_dims))
+    bench.add_argument("--n", type=int, default=DEFAULTS.n)
+    bench.add_argument("--iters", type=int, default=DEFAULTS.iters)
+    bench.add_argument("--repeats", type=int, default=DEFAULTS.repeats)
+    bench.add_argument("--threads", type=int, default=default_threads())
     bench.add_argument("--frameworks", default=",".join(registry.FRAMEWORKS))
+    bench.add_argument("--keep-blas-env", action="store_true",
+                       help="measure with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set (the images leave them unset)")
     return parser
 
 
@@ -87,20 +80,20 @@ def _spec(args: argparse.Namespace) -> ProblemSpec:
         raise InvalidInput(f"unknown framework {args.framework!r}; choose from {', '.join(registry.FRAMEWORKS)}")
     if args.device not in DEVICES:
         raise InvalidInput(f"unknown device {args.device!r}; choose from {', '.join(DEVICES)}")
-    if args.dtype not in DTYPES:
-        raise InvalidInput(f"unknown dtype {args.dtype!r}; choose from {', '.join(DTYPES)}")
-    for name, low in (("n", 2), ("iters", 1), ("repeats", 1), ("threads", 1)):
-        if getattr(args, name) < low:
-            raise InvalidInput(f"--{name} must be >= {low}, got {getattr(args, name)}")
-    if not 0 < args.lr < 1:
-        raise InvalidInput(f"--lr must be in (0, 1) for gradient descent to converge here, got {args.lr}")
+    try:
+        options.check_dtype(args.dtype)
+        for name in ("n", "iters", "repeats", "threads"):
+            options.check_int(name, getattr(args, name))
+        options.check_lr(args.lr)
+    except OptionError as exc:
+        raise InvalidInput(str(exc)) from None
     return ProblemSpec(n=args.n, iters=args.iters, lr=args.lr, dtype=args.dtype, seed=args.seed)
 
 
 def _document(args: argparse.Namespace, status: str, error: str | None, results: list[dict[str, Any]],
               provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     from . import metadata
-    from .schema import SCHEMA_VERSION
+    from .schema import SCHEMA_VERSION, problem_record
 
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     dims = [d for d in (get("dims_list") or []) if isinstance(d, int)]
@@ -110,11 +103,8 @@ def _document(args: argparse.Namespace, status: str, error: str | None, results:
         "device": str(get("device", "")),
         "status": status,
         "error": error,
-        "problem": {
-            "n": get("n", 0), "dims": dims, "iters": get("iters", 0), "repeats": get("repeats", 0),
-            "dtype": str(get("dtype", "")), "seed": get("seed", 0), "lr": get("lr", 0.0),
-            "noise_std": 0.1,
-        },
+        "problem": problem_record(n=get("n", 0), dims=dims, iters=get("iters", 0), repeats=get("repeats", 0),
+                                  dtype=str(get("dtype", "")), seed=get("seed", 0), lr=get("lr", 0.0)),
         "provenance": provenance
         or metadata.collect({"name": str(get("framework", "")), "version": None}, {}, None, gpu=False),
         "results": results,
@@ -133,21 +123,26 @@ def _emit(doc: dict[str, Any], out_path: str | None, stdout: TextIO) -> None:
 
 
 def _not_run_rows(args: argparse.Namespace, status: str, reason: str) -> list[dict[str, Any]]:
-    from .timing import not_run
+    from .schema import not_run_row
 
     variants = getattr(args, "variants_list", None) or list(VARIANTS)
-    return [not_run(d, v, status, reason) for d in getattr(args, "dims_list", None) or [] for v in variants]
+    return [not_run_row(d, v, status, reason) for d in getattr(args, "dims_list", None) or [] for v in variants]
 
 
 def run(args: argparse.Namespace, stdout: TextIO) -> int:
     """The ``run`` command; every outcome, even bad input, ends as one valid document."""
     from . import metadata, nvml
+    from .floor import measure_floor
     from .problem import make_data, reference
-    from .timing import measure, not_run
+    from .schema import not_run_row
+    from .timing import measure
 
     try:
-        args.dims_list = _dims(args.dims)
-        args.variants_list = _variants(args.variant)
+        try:
+            args.dims_list = options.dims(args.dims)
+            args.variants_list = options.variants(args.variant)
+        except OptionError as exc:
+            raise InvalidInput(str(exc)) from None
         spec = _spec(args)
     except InvalidInput as exc:
         _log(f"error: {exc}")
@@ -177,12 +172,16 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
     offered = fw.variants[args.device]
 
     results: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
     for d in args.dims_list:
         data = make_data(spec, d)
         ref = reference(data, spec.iters)
+        if not args.no_floor:
+            floors.append(measure_floor(data.X))  # same process, same threads as the rows at this d
         for variant in args.variants_list:
             if variant not in offered:
-                results.append(not_run(d, variant, "unavailable", fw.variant_unavailable_reason(args.device, variant)))
+                reason = fw.variant_unavailable_reason(args.device, variant)
+                results.append(not_run_row(d, variant, "unavailable", reason))
                 continue
             _log(f"{fw.name}/{args.device}/{variant} d={d} …")
             fw.reset_peak_device_memory(args.device)
@@ -200,7 +199,10 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
     status = "ok" if statuses <= {"ok"} else "failed" if "failed" in statuses else "unavailable"
     if "simulated" in statuses and statuses <= {"ok", "simulated"}:
         status = "simulated"  # every row ran and passed its checks, under a simulator: no timing exists
-    _emit(_document(args, status, None, results, provenance), args.out, stdout)
+    provenance["blas"] = threads.blas_info()  # every BLAS that loaded, late ones too (numba loop: SciPy's)
+    doc = _document(args, status, None, results, provenance)
+    doc["floor"] = floors if not args.no_floor else None
+    _emit(doc, args.out, stdout)
     return {"ok": EXIT_OK, "simulated": EXIT_OK, "failed": EXIT_FAILED}.get(status, EXIT_UNAVAILABLE)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 import socket
 import sys
 from typing import Any
+
+from .schema import utc_now
+
+#: Kept for callers that still import it from here; the one definition is ``schema.utc_now``.
+collect_time = utc_now
 
 
 def collect_python() -> dict[str, Any]:
@@ -144,10 +148,6 @@ def collect_gpu_state() -> dict[str, Any] | None:
     }
 
 
-def collect_time() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def collect(framework: dict[str, Any], threads: dict[str, Any], blas: list | None, gpu: bool) -> dict[str, Any]:
     """The provenance block of a result document."""
     return {
@@ -159,7 +159,7 @@ def collect(framework: dict[str, Any], threads: dict[str, Any], blas: list | Non
         "blas": blas,
         "gpu": collect_gpu() if gpu else None,
         "image": collect_image(),
-        "timestamp_utc": collect_time(),
+        "timestamp_utc": utc_now(),
         "hostname": socket.gethostname(),
         "argv": sys.argv[1:],
     }

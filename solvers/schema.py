@@ -52,7 +52,8 @@ RESULT = {
         "sync_check": {
             "type": ["object", "null"],
             "required": ["iters", "ratio", "passed"],
-            "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"}},
+            "properties": {"iters": {"type": "integer"}, "ratio": {"type": "number"}, "passed": {"type": "boolean"},
+                           "unstable": {"type": "boolean"}},
         },
         "flags": {"type": "array", "items": {"enum": list(FLAGS)}},
         "iqr_rel": _num,
@@ -150,10 +151,10 @@ def not_run_row(dim: int, variant: str, status: str, reason: str) -> dict[str, A
 
 
 def utc_now() -> str:
-    """The one timestamp format of documents and manifests."""
+    """The one timestamp format of documents and manifests: ISO 8601 to the second, UTC as ``Z``."""
     import datetime as dt
 
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def problem_record(*, n: int, dims: list[int], iters: int, repeats: int, dtype: str, seed: int,

@@ -26,7 +26,7 @@ THREAD_ENV_VARS = (
 
 # glibc mallopt parameters. Fixing them turns off glibc's dynamic mmap threshold, which otherwise moves
 # as a process frees large blocks: a NumPy loop that allocates temporaries then changed speed part-way
-# through a run (2k iterations took 2.35x the time of k after an earlier dimension freed its data).
+# through a run (docs/frameworks.md).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MALLOC_SETTINGS = {"M_MMAP_THRESHOLD": 64 << 20, "M_TRIM_THRESHOLD": 256 << 20}
 
@@ -69,8 +69,20 @@ def apply(threads: int) -> dict[str, object]:
 
 def limit_blas(threads: int) -> list[dict[str, object]]:
     """Limit every BLAS/OpenMP pool threadpoolctl can see and return its view of them."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
-    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer", "architecture")
+    return blas_info()
+
+
+def blas_info() -> list[dict[str, object]]:
+    """threadpoolctl's view of every BLAS/OpenMP pool loaded so far, ``architecture`` = the kernel in use.
+
+    Read again after the runs: a library loaded late (numba reaches SciPy's OpenBLAS on first compile) is
+    only seen then.
+    """
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "filepath", "version", "num_threads", "threading_layer",
+            "architecture")
     return [{k: info.get(k) for k in keep} for info in threadpool_info()]

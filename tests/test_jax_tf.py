@@ -97,6 +97,46 @@ def test_fused_inner_loops_have_static_trip_counts(fw: Framework) -> None:
     assert sorted(map(int, known)) == [16, 256]
 
 
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*?\{\n(.*?)^\}", re.S | re.M)
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (.*?) ([a-z][\w\-]*)\((.*)$", re.M)
+
+
+def while_bodies(hlo: str) -> dict[str, list[tuple[str, str, str, list[str]]]]:
+    """Each while body of an HLO module: its instructions as (name, shape, opcode, operand names)."""
+    comps = {name: text for name, text in _COMPUTATION.findall(hlo)}
+    bodies = set(re.findall(r"\bbody=%?([\w.\-]+)", hlo))
+    return {b: [(n, re.sub(r"\{[^}]*\}", "", shape), op, re.findall(r"%([\w.\-]+)", args))
+                for n, shape, op, args in _INSTRUCTION.findall(comps[b])] for b in bodies}
+
+
+@pytest.mark.parametrize("d", [2, 17])
+def test_fused_loop_body_is_two_dots_over_the_augmented_matrix(fw: Framework, d: int) -> None:
+    """The honesty of ``fused``: each step is two products over A = [Xᵀ; 1ᵀ] and nothing else touches A.
+
+    Read from the optimised HLO: inside every while body, A (f64[d+1,n]) may only be passed on (tuple,
+    get-tuple-element, an inner while) or be an operand of a dot; the innermost bodies hold exactly two dots,
+    both over A. A copy or transpose of A per step, an extra product, or a dot folded into a fusion fails.
+    """
+    n = 300
+    solver = fw.make_solver("cpu", "fused")
+    solver.setup(make_data(ProblemSpec(n=n), d))
+    bodies = while_bodies(solver.hlo(275))
+    a_shape = f"f64[{d + 1},{n}]"
+    leaves = 0
+    for name, instrs in bodies.items():
+        holds_a = {n_ for n_, shape, op, _ in instrs if shape == a_shape}
+        assert all(op in ("get-tuple-element", "parameter") for _, shape, op, _ in instrs if shape == a_shape), name
+        assert not any(shape in (a_shape, f"f64[{n},{d + 1}]") and op not in ("get-tuple-element", "parameter")
+                       for _, shape, op, _ in instrs), f"{name} makes a new copy of A"
+        users = [(op, args) for _, _, op, args in instrs if holds_a & set(args)]
+        assert all(op in ("dot", "tuple", "while") for op, _ in users), (name, users)
+        if not any(op == "while" for _, _, op, _ in instrs):
+            dots = [args for _, _, op, args in instrs if op == "dot"]
+            assert len(dots) == 2 and all(holds_a & set(a) for a in dots), (name, dots)
+            leaves += 1
+    assert leaves >= 2, "expected the 16- and 1-step bodies at least"
+
+
 def test_jax_x64_enabled() -> None:
     _load("jax")
     import jax

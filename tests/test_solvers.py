@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
 
-from solvers import registry, schema
+from solvers import registry, schema, timing
 from solvers.base import VARIANTS
 from solvers.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference
@@ -188,3 +189,180 @@ def test_schema_refuses_unknown_version_and_timed_failures() -> None:
         schema.validate(bad)
     with pytest.raises(schema.SchemaError, match="not JSON"):
         schema.loads(res.stdout[:-20])
+
+
+class _SleepClock:
+    """A test double of the solver protocol whose time is a sleep: exact answers, a chosen clock.
+
+    ``run`` sleeps ``iters × per_iter × speed`` and ``fetch`` returns the reference for the requested count,
+    so the correctness checks pass and only the sync check sees the clock under test.
+    """
+
+    per_iter = 2e-6
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def setup(self, data) -> None:
+        self.data = data
+
+    def speed(self) -> float:
+        return 1.0
+
+    def run(self, iters: int):
+        self.calls += 1
+        time.sleep(iters * self.per_iter * self.speed())
+        return iters
+
+    def sync(self, out) -> None:
+        """Nothing queued: ``run`` returned only when its time was spent."""
+
+    def fetch(self, out):
+        return reference(self.data, out)
+
+
+class _Bistable(_SleepClock):
+    """A CPU whose speed flips between two levels from one run to the next (ratio 1.13)."""
+
+    def speed(self) -> float:
+        return 1.13 if self.calls % 2 else 1.0
+
+
+class _MissesQueuedWork(_SleepClock):
+    """A clock that misses queued work: every run returns after the same dispatch time whatever ``iters``."""
+
+    def run(self, iters: int):
+        self.calls += 1
+        time.sleep(1e-3)
+        return iters
+
+
+def _measure_double(solver_cls) -> dict:
+    spec = ProblemSpec(n=50, iters=30)
+    data = make_data(spec, 2)
+    return measure(solver_cls, data, reference(data, spec.iters), variant="loop", iters=spec.iters, repeats=3,
+                   dtype="float64", gpu_state=lambda: None)
+
+
+def test_bistable_clock_is_never_refused() -> None:
+    """Strictly alternating k and 2k runs would phase-lock with a speed that flips per run (2 × 1.13 = 2.26,
+    outside a two-sided window); the balanced k..4k order gives each length both speeds, so the row stays."""
+    row = _measure_double(_Bistable)
+    assert row["status"] == "ok", row["reason"]
+    assert set(row["flags"]) <= {"unstable", "noisy"}, row["flags"]
+    check, slope = row["sync_check"], row["slope"]
+    assert check["passed"] and check["ratio"] >= timing.SYNC_RATIO[0]
+    assert slope["points"] == len(timing.SYNC_MULTIPLES) * timing.SYNC_ROUNDS
+    assert slope["low"] <= _SleepClock.per_iter * 1.13 and slope["high"] >= _SleepClock.per_iter
+    assert row["time_per_iter_s"] is not None
+
+
+def test_clock_missing_queued_work_fails_even_after_the_retry() -> None:
+    row = _measure_double(_MissesQueuedWork)
+    assert row["status"] == "failed" and row["reason"].startswith("sync check failed"), row["reason"]
+    assert row["flags"] == ["retried"], "the one fresh attempt was made and is marked"
+    assert row["sync_check"]["ratio"] < timing.SYNC_RATIO[0] and not row["sync_check"]["passed"]
+    assert row["time_per_iter_s"] is None and row["median_s"] is None
+    assert len(row["repeat_times_s"]) == 3, "a failed row keeps the repeat times it measured"
+    doc = schema.not_run_document(framework="numpy", device="cpu", status="failed", reason=row["reason"],
+                                  problem=schema.problem_record(n=50, dims=[2], iters=30, repeats=3,
+                                                                dtype="float64", seed=0, lr=1e-3),
+                                  variants=["loop"], provenance=_PROVENANCE)
+    schema.validate({**doc, "results": [row]})  # the failed row with its diagnostics is a valid row
+
+
+class _HonestOnSecondSolver(_SleepClock):
+    """The first solver built misses queued work, the next one is honest: a burst that a retry clears."""
+
+    built = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).built += 1
+        self.lazy = type(self).built == 1
+
+    def run(self, iters: int):
+        if not self.lazy:
+            return super().run(iters)
+        time.sleep(1e-3)
+        return iters
+
+
+def test_a_row_that_passes_its_fresh_attempt_is_kept_and_marked_retried() -> None:
+    row = _measure_double(_HonestOnSecondSolver)
+    assert row["status"] == "ok", row["reason"]
+    assert "retried" in row["flags"] and row["time_per_iter_s"] > 0
+    assert row["sync_check"]["first_attempt"].startswith("sync check failed")
+
+
+_PROVENANCE = {"framework": {"name": "numpy", "version": None}, "python": {}, "platform": {}, "threads": {},
+               "timestamp_utc": schema.utc_now(), "hostname": "h"}
+
+
+def test_one_sided_rule_and_slope_fit() -> None:
+    fit = timing.fit_slope([(k, 0.5 + 2.0 * k) for k in (1, 2, 3, 4) * 4])
+    assert fit["time_per_iter_s"] == pytest.approx(2.0) and fit["low"] == pytest.approx(2.0)
+    noisy = timing.fit_slope([(k, 2.0 * k + (0.1 if i % 2 else -0.1)) for i, k in enumerate((1, 2, 3, 4) * 4)])
+    assert noisy["low"] < 2.0 < noisy["high"] and noisy["points"] == 16
+    assert timing.t95(14) == pytest.approx(2.145) and timing.t95(1000) == pytest.approx(1.96)
+
+
+def test_spread_flags_noisy_rows() -> None:
+    calm = timing.spread([1.0, 1.01, 0.99, 1.0])
+    assert calm["iqr_rel"] < timing.NOISY_IQR_REL and calm["cv"] < timing.NOISY_CV
+    wild = timing.spread([1.0, 1.5, 0.7, 1.2])
+    assert wild["iqr_rel"] > timing.NOISY_IQR_REL
+
+
+def test_host_arrays_are_line_aligned_and_contiguous() -> None:
+    for d in (1, 2, 3, 7, 100):
+        data = make_data(ProblemSpec(n=101), d)
+        for a in (data.X, data.y):
+            assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous
+    spec = ProblemSpec(n=101, dtype="float32")
+    assert make_data(spec, 3).X.dtype == np.float32 and make_data(spec, 3).X.ctypes.data % 64 == 0
+
+
+def test_run_document_records_floor_spread_layout_and_host_load() -> None:
+    res = run_solvers("run", "--framework", "numpy", "--dims", "2,5", "--n", "300", "--iters", "30",
+                      "--repeats", "3", "--threads", "1")
+    assert res.returncode == EXIT_OK, res.stderr
+    doc = schema.loads(res.stdout)
+    assert [f["dim"] for f in doc["floor"]] == [2, 5]
+    for f in doc["floor"]:
+        assert f["time_s"] == min(f["gemv_plain_s"], f["gemv_padded_s"], f["stream_s"]) > 0
+        assert f["kind"] in ("gemv_plain", "gemv_padded", "stream") and isinstance(f["call_overhead_bound"], bool)
+    for r in doc["results"]:
+        assert r["iqr_rel"] >= 0 and r["cv"] >= 0 and set(r["flags"]) <= set(schema.FLAGS)
+        assert r["layout"]["x_alignment"] == 0
+        assert set(r["host_load"]) == {"loadavg_start", "steal_s", "nivcsw"}
+        assert r["slope"]["points"] == 16 and r["async_probe"]["synced_s"] > 0
+    fused = [r for r in doc["results"] if r["variant"] == "fused"]
+    assert [r["layout"]["extra_bytes"] for r in fused] == [300 * 2 * 8, 300 * 5 * 8]  # the copy of Xᵀ
+    assert doc["provenance"]["blas"], "threadpoolctl's view after the runs"
+    skipped = run_solvers("run", "--framework", "numpy", "--dims", "2", "--n", "50", "--iters", "3",
+                          "--repeats", "1", "--no-floor", "--no-sync-check")
+    assert schema.loads(skipped.stdout)["floor"] is None
+
+
+def test_bench_verdict_inside_spread_is_inconclusive() -> None:
+    from solvers.bench import Row, verdict
+
+    tight = [Row("x", "loop", 2, "ok", 1.0, spread=0.01), Row("x", "fused", 2, "ok", 0.95, spread=0.01)]
+    loose = [Row("x", "loop", 2, "ok", 1.0, spread=0.01), Row("x", "fused", 2, "ok", 0.95, spread=0.2)]
+    assert verdict("v", 0.95, 1.0, higher_is_better=False, rows=tight, detail="").startswith("PASS")
+    assert verdict("v", 1.05, 1.0, higher_is_better=False, rows=tight, detail="").startswith("FAIL")
+    assert verdict("v", 1.05, 1.0, higher_is_better=False, rows=loose, detail="").startswith("INCONCLUSIVE")
+
+
+def test_bench_prints_spread_floor_and_verdicts() -> None:
+    res = run_solvers("bench", "--dims", "2,5", "--n", "300", "--iters", "30", "--repeats", "3",
+                      "--frameworks", "numpy")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "spread" in out and "floor:" in out and ("x floor" in out or "x ref" in out)
+    verdicts = [line for line in out.splitlines() if "numpy fused not slower than loop" in line]
+    assert len(verdicts) == 2 and all(v.split()[0] in ("PASS", "FAIL", "INCONCLUSIVE") for v in verdicts)
+    assert "BLAS loaded by the end:" in out
+    bad = run_solvers("bench", "--dims", "0")
+    assert bad.returncode == 2 and bad.stdout.strip() == "invalid arguments: --dims must be positive, got [0]"

@@ -20,20 +20,7 @@ honest form measured here (the layout is built once in ``setup``, outside the cl
 The algorithm is unchanged: same steps, same arithmetic per element (the bias gradient is Σr, computed as
 a dot with ones). Precomputing XᵀX would change the per-step work, so it is not done.
 
-Measured on the 2-core development host (XLA:CPU, float64, n=10 000, 2 threads, ms per iteration). That
-host was shared and loaded (load average 5–9), so each figure is the best of 3–7 runs (each the minimum of
-3 × 1 000 iterations) and only differences of about 2x or more mean anything. NumPy ``fused``: 0.013 / 0.68.
-
-======================================================  ============  =====
-form                                                    d=2           d=100
-======================================================  ============  =====
-``loop``: jitted textbook step per Python iteration     0.024         0.46
-one ``fori_loop``, textbook ``X @ W + b``, ``X.T @ r``  0.023         0.50
-same, ``r @ X`` instead of ``X.T @ r``                  0.033         0.18
-Xᵀ kept materialised, bias as a separate sum            0.0057–0.012  0.19
-augmented ``[Xᵀ; 1ᵀ]``, one product per pass            0.0053        0.18
-augmented, in static-trip-count blocks (``fused``)      0.0052        0.18
-======================================================  ============  =====
+On XLA:CPU the first two measured faster than the textbook forms and the third the same (docs/frameworks.md).
 
 Buffer donation buys nothing here: X, y and θ0 must survive every run, and the loop carry (d+1 floats)
 never leaves the program.
@@ -142,9 +129,13 @@ class LoopSolver(_Base):
 class FusedSolver(_Base):
     """The whole fixed-iteration loop as one XLA program over the augmented, transposed design matrix."""
 
+    relayout = "A = [Xᵀ; 1ᵀ]"
+
     def setup(self, data: ProblemData) -> None:
         dt = data.X.dtype
-        self.A, self.y = self._put(augmented_transpose(data)), self._put(data.y)
+        A = augmented_transpose(data)
+        self.extra_bytes = A.nbytes
+        self.A, self.y = self._put(A), self._put(data.y)
         self.theta0 = self._put(np.append(data.W0, dt.type(data.b0)))
         self.step = self._put(np.asarray(2.0 * data.lr / data.n, dtype=dt))
         jax.block_until_ready((self.A, self.y, self.theta0, self.step))

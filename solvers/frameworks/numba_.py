@@ -15,13 +15,13 @@ reaches through SciPy) and allocates its temporaries.
   allocated per iteration (the tests count Numba's allocations).
 * Larger d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
   FMAs per load of W or g, and LLVM vectorises them. From ``EXACT_D_MIN`` this kernel is compiled with d
-  as a constant (known strides and trip counts: ~20 % faster on two threads at d=100). ``fastmath`` is
+  as a constant (known strides and trip counts). ``fastmath`` is
   limited to ``reassoc`` (lets the row dot product be a vector reduction) and ``contract`` (FMA); both only
   reorder rounding, ~1e-16 relative here, far inside the 1e-8 float64 tolerance (the tests check it), and
   no flag assumes away NaN or infinity.
 * Small d: a kernel generated for that exact d keeps W and the gradient in scalar registers with a
   constant row stride, so LLVM vectorises across rows instead (a row loop of length 2 cannot be vectorised:
-  the four-row kernel is 4-5x slower at d=2).
+  the four-row kernel is several times slower at d=2).
 * Small n·d stays on one thread: starting and joining a parallel region costs ~1-2 µs, which only pays
   from ``PARALLEL_MIN_ELEMENTS`` elements of X per pass.
 * Beyond the small-d kernels, ``setup`` copies X once (outside the clock, like a transfer to a device)
@@ -29,13 +29,7 @@ reaches through SciPy) and allocates its temporaries.
   straddle two lines (see ``FusedSolver.setup``).
 * The iteration loop itself is inside the one compiled call, so Python is entered once per ``run``.
 
-Measured on the 2-core development host (AMD EPYC, AVX-512, n=10,000, float64, two threads, idle host,
-ms/step): d=2 0.0012; d=100 0.049-0.050 padded and aligned vs 0.061-0.067 on NumPy's X as it comes, where
-one NumPy gemv X·W takes 0.043-0.058 and the NumPy loop 0.12-0.17. Tried and dropped (no gain): eight
-rows per group instead of four, software prefetch, a software-pipelined loop that dots the next rows while
-updating with the previous ones, 256-bit instead of 512-bit vectors. In L1 a fused pass costs about 2.2
-gemv passes because each element of X is loaded twice (dot, then update): r_i is only known once its row
-has been read; from L3 the difference mostly hides behind memory traffic.
+The measurements behind each choice and threshold are in docs/frameworks.md.
 
 Compilation happens in the first ``run`` (timed by shared code as ``compile_s``). There is deliberately no
 on-disk cache (``cache=True``): ``compile_s`` would then depend on what earlier runs left on the host, and
@@ -59,16 +53,13 @@ from ..problem import ProblemData
 
 #: Reassociation (vector reductions) and contraction (FMA) only: no flag that assumes finite values.
 FASTMATH = {"reassoc", "contract"}
-#: Up to this d the fused kernel is generated for the exact d (scalar accumulators, vectorised over rows).
-#: One thread, n=10,000, µs/step: d=2 1.2 and d=7 8.1, against 5.4 and 22 for the four-row kernel; at d=8
-#: LLVM stops vectorising the generated kernel across rows (25.6) and the four-row kernel wins (16.3).
+#: Up to this d the fused kernel is generated for the exact d (scalar accumulators, vectorised over rows);
+#: from d=8 LLVM stops vectorising it across rows and the four-row kernel wins (docs/frameworks.md).
 SMALL_D = 7
-#: From this d the four-row kernel is compiled for the exact d. Two threads, n=10,000, unpadded X, ms/step,
-#: runtime d vs exact d: d=24 0.022/0.020, d=32 0.028/0.024, d=100 0.074/0.060, d=128 0.084/0.075; below it LLVM
-#: fully unrolls the short row loops into slower code (d=16 0.014/0.031).
+#: From this d the four-row kernel is compiled for the exact d; below it LLVM fully unrolls the short row
+#: loops into slower code (docs/frameworks.md).
 EXACT_D_MIN = 24
-#: From this many elements of X per pass the fused solver splits rows across threads (see the docstring).
-#: n=10,000, µs/step on one thread vs two: d=2 1.2 vs 1.7, d=4 3.2 vs 2.5, d=8 16 vs 11.
+#: From this many elements of X per pass the fused solver splits rows across threads (docs/frameworks.md).
 PARALLEL_MIN_ELEMENTS = 1 << 15
 #: Partial-gradient rows start on 128-byte boundaries (two 64-byte lines: the L2 prefetcher fetches pairs)
 #: and fill whole such blocks, so two threads never write the same line or its prefetch partner.
@@ -295,7 +286,7 @@ class FusedSolver(LoopSolver):
         lines, starting on a line: every vector load of a row is then aligned instead of straddling two
         lines (NumPy's X starts 16 bytes into a line and d=100 rows are 12.5 lines long). Zero columns add
         nothing to any dot product and their gradient stays zero, so the arithmetic is unchanged; at d=100
-        the 4 % of extra data buys ~20 % per step on two threads (0.049-0.050 ms instead of 0.061-0.067).
+        4 % more data buys ~20 % per step on two threads (docs/frameworks.md).
         """
         self.data = data
         n, d = data.X.shape
@@ -304,9 +295,11 @@ class FusedSolver(LoopSolver):
         width = padded_width(d, dt)
         if d <= SMALL_D:
             self.X = data.X  # the small kernels read rows as one flat run of n·d values: no padding wanted
+            self.extra_bytes, self.relayout = 0, None
         else:
             self.X = aligned_zeros(n, width, dt)
             self.X[:, :d] = data.X
+            self.extra_bytes, self.relayout = self.X.nbytes, "X in rows padded to whole 64-byte lines"
         threads = numba.get_num_threads()
         self.parallel = use_parallel(n, width, threads)
         self.parts = partials(threads if self.parallel else 1, width + 1, dt)

@@ -12,19 +12,7 @@ The dynamic count runs as whole blocks of 256 steps, then 16, then single steps,
 static trip count, because XLA:GPU waits on the host for the predicate of every step of a loop whose
 trip count it cannot see (see ``_fused``); on CPU this measured the same as one flat loop.
 
-Measured on the 2-core development host (XLA:CPU via TF, float64, n=10 000, 2 intra-op threads, ms per
-iteration). That host was shared and loaded (load average 5–9), so each figure is the best of 2–4 runs
-(each the minimum of 3 × 1 000 iterations) and only differences of about 2x or more mean anything:
-
-=================================================================  ======  =====
-form                                                               d=2     d=100
-=================================================================  ======  =====
-``loop``: compiled textbook step per Python call                   0.21    0.56
-one ``while_loop``, textbook ``matvec`` (``transpose_a`` for Xᵀr)  0.022   0.22
-Xᵀ kept materialised, bias as a separate sum                       0.008   0.20
-augmented ``[Xᵀ; 1ᵀ]`` via ``einsum``                              0.0055  0.21
-augmented, in static-trip-count blocks (``fused``)                 0.006   0.22
-=================================================================  ======  =====
+The same choices measured fastest through TF's XLA:CPU as through JAX's (docs/frameworks.md).
 
 Threads: TensorFlow fixes its pools when its runtime context starts, so importing this module creates no
 tensor and no context; ``configure_threads`` (called right after import) sets intra-op to the requested
@@ -132,9 +120,13 @@ class LoopSolver(_Base):
 class FusedSolver(_Base):
     """The whole fixed-iteration loop as one XLA program over the augmented, transposed design matrix."""
 
+    relayout = "A = [Xᵀ; 1ᵀ]"
+
     def setup(self, data: ProblemData) -> None:
         dt = data.X.dtype
-        self.A, self.y = self._put(augmented_transpose(data)), self._put(data.y)
+        A = augmented_transpose(data)
+        self.extra_bytes = A.nbytes
+        self.A, self.y = self._put(A), self._put(data.y)
         self.theta0 = self._put(np.append(data.W0, dt.type(data.b0)))
         self.step = self._put(np.asarray(2.0 * data.lr / data.n, dtype=dt))
         self.sync((self.A, self.y))

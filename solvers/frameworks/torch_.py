@@ -14,8 +14,7 @@ X as ``loop`` (Xᵀr needs the whole residual r, so they cannot merge), through 
     θ += (2·lr/n)·g        theta.add_(grad, alpha=2·lr/n)
 
 Why not ``W.addmv_(X.T, r, alpha=2·lr/n)``, one op fewer: BLAS gemv accumulates its partial dot products
-straight into W, rounding each against W's magnitude; in float32 that alone left W off by 1e-3 (the
-tolerance) after 1000 steps, against 4e-7 for the separate gradient.
+straight into W, rounding each against W's magnitude, which in float32 costs the whole tolerance.
 
 *GPU*: the step is captured into CUDA graphs, so a whole block of steps costs one launch from Python.
 Graphs hold blocks of 128, 64, …, 1 steps, all captured once per solver after a warm-up on a side stream
@@ -25,28 +24,11 @@ buffers; each run first copies (W0, b0) into them. We capture eager cuBLAS ops b
 ``torch.compile(mode="reduce-overhead")``, which replays CUDA graphs too: the hand-made graphs need no
 Triton compilation (seconds to tens of seconds per dimension) and no recompiles across shapes. Inductor
 could fuse r −= b and Σr into its own reductions, saving two or three of the five kernels per step, which
-may matter at small d. That trade is unmeasured: no GPU was at hand when this path was written, so the
-GPU numbers are the first test of this choice.
+may matter at small d; that trade is unmeasured.
 
-*CPU*: eager with fused BLAS calls into preallocated buffers. Candidates, n=10,000, float64, 1000 iterations;
-min µs per iteration over 9 rounds, candidates interleaved within each run (A, B, C) because this 2-core
-host was shared (load 5-8) while measuring; ``torch.compile`` is inductor's C++ backend, fullgraph, static::
-
-                                       A: 2 threads     B: 1 thread      C: 2 threads, kernels 1 thread
-                                       d=2    d=100     d=2    d=100     d=2    d=100
-    loop                                32      231      46      451      31      365
-    eager fused (chosen)                20      208      26      404      19      325
-    compile, one step                  180      353      43     1030       -        -
-    compile, 32-step block              35      394      20     1153      17     1075
-    compile, one step, mv as mm         178      271      48      336       -        -
-    compile, 32-step block, mv as mm   108      331      28      431      21      357
-    (cpp_wrapper=True made A's blocks no faster: 45 / 131 at d=2.)
-
-Inductor decomposes ``mv`` into its own C++ reduction loops, 3x slower than MKL's gemv at d=100; written as
-``mm`` it stays an MKL call and the compiled block then only removes Python dispatch, which ties eager. Its
-OpenMP regions (three per step) collapse on a contended host (medians in milliseconds in run A). The one
-win, d=2 with single-threaded kernels (17 against 19 µs), is inside this host's noise and costs 2-50 s of
-compilation per dimension plus a C++ compiler at run time, so ``fused`` stays eager on CPU.
+*CPU*: eager with fused BLAS calls into preallocated buffers. ``torch.compile`` (inductor's C++ backend)
+was tried and lost or tied everywhere except one case inside the host's noise, at seconds of compile per
+dimension, so ``fused`` stays eager on CPU (measurements: docs/frameworks.md).
 
 No TF32 anywhere: ``allow_tf32`` is off for matmul and cuDNN and float32 matmul precision is "highest",
 set at import and recorded in ``details``. Compile caches (``TORCHINDUCTOR_CACHE_DIR``,
