@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.text import Text
 
 from solvers import registry
-from solvers.base import VARIANTS
+from solvers.options import DEFAULTS
 
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, GdbenchError, Interrupted
 from .spec import (
-    Backend,
+    BackendName,
     DType,
     Flavour,
     SweepOptions,
@@ -67,15 +67,16 @@ def run_command(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
         "else the CPU)", show_default="cpu,auto")] = None,
     variants: Annotated[str | None, typer.Option(
-        help=f"comma list of {', '.join(VARIANTS)}", show_default="all")] = None,
+        help=f"comma list of {', '.join(DEFAULTS.variants)}", show_default="all")] = None,
     dims: Annotated[str | None, typer.Option(
-        help="comma list of dimensions d", show_default="2,5,10,20,50,100")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default="10000")] = None,
-    iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default="1000")] = None,
-    repeats: Annotated[int | None, typer.Option(help="timed runs per (dim, variant)", show_default="7")] = None,
-    dtype: Annotated[DType | None, typer.Option(show_default="float64")] = None,
-    seed: Annotated[int | None, typer.Option(show_default="0")] = None,
-    lr: Annotated[float | None, typer.Option(help="learning rate", show_default="0.001")] = None,
+        help="comma list of dimensions d", show_default=",".join(map(str, DEFAULTS.dims)))] = None,
+    n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default=str(DEFAULTS.n))] = None,
+    iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default=str(DEFAULTS.iters))] = None,
+    repeats: Annotated[int | None, typer.Option(
+        help="timed runs per (dim, variant)", show_default=str(DEFAULTS.repeats))] = None,
+    dtype: Annotated[DType | None, typer.Option(show_default=DEFAULTS.dtype)] = None,
+    seed: Annotated[int | None, typer.Option(show_default=str(DEFAULTS.seed))] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate", show_default=str(DEFAULTS.lr))] = None,
     threads: Annotated[int | None, typer.Option(
         help="threads per framework (same for all)", show_default="min(2, cpuset size)")] = None,
     cpuset: Annotated[str | None, typer.Option(
@@ -89,7 +90,7 @@ def run_command(
     mem_limit: Annotated[str | None, typer.Option(help="memory per container, no swap", show_default="4g")] = None,
     pids_limit: Annotated[int | None, typer.Option(
         help="processes + threads per container", show_default="4096")] = None,
-    backend: Annotated[Backend | None, typer.Option(
+    backend: Annotated[BackendName | None, typer.Option(
         help="docker: one hardened container per (framework, device); local: python -m solvers "
         "subprocesses in this environment", show_default="docker")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -103,8 +104,10 @@ def run_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    from .planner import resume_options
     from .progress import SweepProgress
-    from .runner import resume_options, run_sweep
+    from .rundir import RunDir
+    from .runner import run_sweep
 
     given: dict[str, Any] = {
         "variants": parse_variants(variants) if variants is not None else None,
@@ -122,7 +125,7 @@ def run_command(
     if resume is not None:  # what is not given now comes from the run being resumed
         if out is not None and out != resume:
             raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
-        opts, _ = resume_options(resume, given)
+        opts, _ = resume_options(RunDir(resume), given)
         out = resume
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
@@ -192,7 +195,7 @@ def images_command(
 ) -> int:
     """List the compose images (built?, size, pinned versions), or build them with --build."""
     from .compose import load_compose
-    from .dockerhost import DockerHost
+    from .dockerhost import DockerEngine
     from .images import build as build_images
     from .images import image_rows, select_services
 
@@ -200,11 +203,11 @@ def images_command(
     selected = None
     if build or names:
         selected = select_services(cf, list(names or []), flavour.value if flavour else None)
-    host = DockerHost.connect(docker_host)
+    engine = DockerEngine.connect(docker_host)
     if build:
         err = _err()
-        build_images(cf, host, selected or [], lambda line: err.print(line, markup=False))
-    rows = image_rows(cf, host)
+        build_images(engine, selected or [], lambda line: err.print(line, markup=False))
+    rows = image_rows(cf, engine)
     if selected is not None:
         rows = [r for r in rows if r["service"] in {s.name for s in selected}]
     if as_json:
@@ -226,9 +229,9 @@ def images_command(
 @app.command("clean")
 def clean_command(docker_host: DockerOpt = None) -> int:
     """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
-    from .dockerhost import DockerHost
+    from .dockerhost import DockerEngine
 
-    removed = DockerHost.connect(docker_host).remove_containers()
+    removed = DockerEngine.connect(docker_host).remove_containers()
     _err().print(f"removed {removed} container(s)")
     return EXIT_OK
 
