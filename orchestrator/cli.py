@@ -30,6 +30,7 @@ from .spec import (
     parse_devices,
     parse_dims,
     parse_frameworks,
+    parse_gpus,
     parse_labels,
     parse_mem,
     parse_variants,
@@ -83,6 +84,9 @@ def run_command(
         help="host CPUs for every container, e.g. 0-3", show_default="the first --threads CPUs")] = None,
     flavour: Annotated[Flavour | None, typer.Option(
         help="image flavour", show_default="cpu images for CPU runs, cuda images for GPU runs")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="GPUs a GPU container gets: all, or a comma list of indices or UUIDs (nvidia-smi -L)",
+        show_default="all")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="run directory", show_default="results/<run id>")] = None,
     timeout: Annotated[float | None, typer.Option(
@@ -115,6 +119,7 @@ def run_command(
         "n": n, "iters": iters, "repeats": repeats, "dtype": dtype.value if dtype else None, "seed": seed,
         "lr": lr, "threads": threads, "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
         "flavour": flavour.value if flavour else None, "timeout_s": timeout,
+        "gpus": parse_gpus(gpus) if gpus is not None else None,
         "mem_limit": parse_mem(mem_limit) if mem_limit is not None else None, "pids_limit": pids_limit,
         "sync_check": False if no_sync_check else None,
         "frameworks": parse_frameworks(frameworks) if frameworks is not None else None,

@@ -278,10 +278,7 @@ class DockerEngine:
             "detach": True,
         }
         if gpu:
-            facts = self.facts()
-            config["device_requests"] = [
-                docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"]) if facts.use_cdi
-                else docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            config["device_requests"] = [gpu_request(spec.gpus, cdi=self.facts().use_cdi)]
             env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
         return config
 
@@ -406,6 +403,15 @@ def _cdi_gpus(info: dict[str, Any]) -> list[str]:
                     if spec_file.suffix in (".yaml", ".yml", ".json") and "nvidia" in spec_file.read_text()[:4096]:
                         found.append("nvidia.com/gpu=all")
     return sorted({d for d in found if d.startswith("nvidia.com/gpu")})
+
+
+def gpu_request(gpus: list[str] | None, *, cdi: bool) -> docker.types.DeviceRequest:
+    """Every GPU (``count=-1``, CDI ``=all``), or exactly the devices ``--gpus`` named (indices or UUIDs)."""
+    if cdi:
+        return docker.types.DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={g}" for g in gpus or ["all"]])
+    if gpus:
+        return docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
+    return docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
 
 
 def container_name(spec: RunSpec) -> str:

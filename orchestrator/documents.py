@@ -96,10 +96,13 @@ def _signal_note(exit_code: int | None) -> str:
     return ""
 
 
-def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host_record: dict[str, Any]) -> dict[str, Any]:
-    """Add what only the orchestrator knows: the image it started and the host it ran on."""
+def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host_record: dict[str, Any],
+                      gpu_request: list[str] | str | None = None) -> dict[str, Any]:
+    """Add what only the orchestrator knows: the image it started, the host it ran on, the GPUs it asked for."""
     prov = doc["provenance"]
     if image is not None:
         prov["image"] = {**(prov.get("image") or {}), **image}
     prov["host"] = host_record
+    if gpu_request is not None:
+        prov["gpu_request"] = gpu_request
     return doc

@@ -72,6 +72,8 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     for var in ("GDBENCH_IMAGE_TAG", "GDBENCH_IMAGE_DIGEST"):
         env.pop(var, None)
+    if spec.gpus:  # the same GPUs a container would get; CUDA takes indices and UUIDs alike
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
     cpus = set(spec.cpuset)
     # Children run one at a time, so the growth of the reaped children's rusage is this child's own.
     nivcsw0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw

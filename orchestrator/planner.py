@@ -40,6 +40,11 @@ class Planned:
         return {"tag": self.spec.image, "id": None, "digest": None, "labels": {}} if self.spec.image else None
 
     @property
+    def gpu_request(self) -> list[str] | str | None:
+        """The GPUs a GPU container asks for (``--gpus``), ``"all"`` by default; None for a CPU container."""
+        return (self.spec.gpus or "all") if self.gpu else None
+
+    @property
     def framework_version(self) -> str | None:
         return self.image.framework_version if self.image else None
 

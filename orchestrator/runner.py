@@ -189,6 +189,8 @@ class SweepRunner:
             "image": item.image.provenance() if item.image else ({"tag": spec.image} if spec.image else None),
             "resumed": item.resumed,
         }
+        if item.gpu:
+            rec["gpus"] = item.gpu_request
         if result is not None:
             rec.update(exit_code=result.exit_code, oom_killed=result.oom_killed, timed_out=result.timed_out,
                        container=result.name, user=result.user, timings=result.timings())
@@ -199,7 +201,7 @@ class SweepRunner:
         return rec
 
     def _store(self, item: Planned, doc: dict[str, Any]) -> None:
-        documents.attach_provenance(doc, item.image_provenance(), self.sweep.host_record)
+        documents.attach_provenance(doc, item.image_provenance(), self.sweep.host_record, item.gpu_request)
         self.sweep.run_dir.write_document(item.spec.key, doc)
 
     def _not_run(self, item: Planned, status: str, reason: str, *, refused: bool = False,

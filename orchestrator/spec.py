@@ -100,6 +100,22 @@ def format_cpuset(cpus: list[int]) -> str:
     return ",".join(map(str, cpus))
 
 
+#: An NVML index (``0``), a GPU UUID (``GPU-8e2c…``) or a MIG instance UUID (``MIG-…``).
+_GPU_ID = re.compile(r"\d+|(?:GPU|MIG)-[0-9a-fA-F-]+")
+
+
+def parse_gpus(text: str) -> list[str] | None:
+    """``--gpus``: ``all`` (None), or a comma list of GPU indices or UUIDs handed to the engine as device ids."""
+    if text.strip() == "all":
+        return None
+    ids = _split(text)
+    bad = [g for g in ids if not _GPU_ID.fullmatch(g)]
+    if not ids or bad:
+        raise InvalidOptions(f"--gpus must be all or a comma list of GPU indices or UUIDs (nvidia-smi -L lists "
+                             f"them), got {', '.join(bad) or repr(text)}")
+    return list(dict.fromkeys(ids))
+
+
 _SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
 
 
@@ -131,12 +147,14 @@ class SweepOptions:
     pids_limit: int = 4096
     backend: str = "docker"
     sync_check: bool = True
+    #: GPU indices or UUIDs a GPU container gets; None: every GPU.
+    gpus: list[str] | None = None
     #: Extra container labels (e.g. a CI job id), on top of gdbench's own.
     labels: dict[str, str] = field(default_factory=dict)
 
     #: The fields that define the numbers; a resumed run must keep them.
     RESUME_FIXED_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
-                      "sync_check")
+                      "sync_check", "gpus")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +232,7 @@ class RunSpec:
     run_id: str = ""
     sync_check: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    gpus: list[str] | None = None  # GPU device ids for a GPU container; None: all
 
     @property
     def key(self) -> str:
@@ -236,7 +255,8 @@ class RunSpec:
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
-                   sync_check=opts.sync_check, labels=dict(opts.labels))
+                   sync_check=opts.sync_check, labels=dict(opts.labels),
+                   gpus=list(opts.gpus) if opts.gpus is not None and device == "gpu" else None)
 
 
 def framework_devices(framework: str) -> tuple[str, ...]:

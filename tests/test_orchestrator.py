@@ -21,7 +21,15 @@ from orchestrator.merge import load_runs, write_merged
 from orchestrator.progress import parse_line
 from orchestrator.rundir import RunDir
 from orchestrator.runner import signals_as_interrupts
-from orchestrator.spec import RunSpec, SweepOptions, parse_cpuset, parse_devices, parse_dims, parse_frameworks
+from orchestrator.spec import (
+    RunSpec,
+    SweepOptions,
+    parse_cpuset,
+    parse_devices,
+    parse_dims,
+    parse_frameworks,
+    parse_gpus,
+)
 from solvers import schema
 from tests.conftest import ROOT, SMALL, gdbench, run_solvers
 
@@ -87,6 +95,16 @@ def test_project_compose_names_every_framework() -> None:
 def test_bad_values_are_rejected(fn, text: str, message: str) -> None:
     with pytest.raises(InvalidOptions, match=message):
         fn(text)
+
+
+def test_gpus_are_all_or_indices_and_uuids() -> None:
+    assert parse_gpus("all") is None
+    assert parse_gpus("0,2,0") == ["0", "2"]
+    assert parse_gpus("GPU-8e2c0d5a-1b2c,MIG-3f4e") == ["GPU-8e2c0d5a-1b2c", "MIG-3f4e"]
+    for bad in ("", "first", "0,gpu1", "-1"):
+        with pytest.raises(InvalidOptions, match="--gpus must be all or a comma list"):
+            parse_gpus(bad)
+    assert SweepOptions(gpus=["1"]).with_cpus([0]).gpus == ["1"] and "gpus" in SweepOptions.RESUME_FIXED_FIELDS
 
 
 def test_cpus_default_and_limits() -> None:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import gpuhost
 from orchestrator.compose import ComposeFile
 from orchestrator.dockerhost import DockerBackend, DockerEngine
-from orchestrator.gpuhost import probe
+from orchestrator.errors import GdbenchError, GpuUnavailable
 from orchestrator.labels import MANAGED as LABEL_MANAGED
 from orchestrator.labels import RUN as LABEL_RUN
 from orchestrator.merge import load_runs
@@ -135,7 +136,7 @@ def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, engine
 
 def test_devices_auto_means_cpu_without_nvidia_runtime(engine: DockerEngine, compose: ComposeFile, tmp_path: Path,
                                                        all_images) -> None:
-    sweep = plan(SweepOptions(devices=["auto"]), RunDir(tmp_path), DockerBackend(engine, compose, probe()))
+    sweep = plan(SweepOptions(devices=["auto"]), RunDir(tmp_path), DockerBackend(engine, compose, gpuhost.probe()))
     devices = {p.spec.framework: p.spec.device for p in sweep.planned}
     if engine.facts().nvidia_runtime:
         assert devices["torch"] == "gpu" and devices["numpy"] == "cpu"
@@ -233,6 +234,48 @@ def test_containers_are_hardened(engine: DockerEngine, compose: ComposeFile, num
     assert int(uid) != 0 and int(capeff, 16) == 0 and nnp == "1"
     assert (root_w, tmp_w) == ("False", "True")
     assert ifaces == "lo" and cpus.strip() == "[0]"
+
+
+def _numpy_spec(compose: ComposeFile, **kw) -> RunSpec:
+    svc = compose.service_for("numpy", "cpu")
+    base = dict(framework="numpy", device="cpu", image=svc.image, flavour="cpu", dims=[2], variants=["loop"], n=100,
+                iters=5, repeats=1, dtype="float64", seed=0, lr=1e-3, threads=1, cpuset=[0], timeout_s=60,
+                mem_limit="1g", pids_limit=256, run_id=f"gpu-request-{os.getpid()}")
+    return RunSpec(**{**base, **kw})
+
+
+def test_gpu_request_names_every_gpu_or_exactly_the_ones_asked(engine: DockerEngine, compose: ComposeFile,
+                                                               numpy_image) -> None:
+    """What the engine is asked for (created, never started: a create succeeds without the NVIDIA runtime)."""
+    image = engine.require_image(compose.service_for("numpy", "cpu"))
+    seen = {}
+    for gpus in (None, ["0", "GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"]):
+        container = engine.create(_numpy_spec(compose, device="gpu", gpus=gpus), image, gpu=True)
+        try:
+            seen[bool(gpus)] = engine.client.api.inspect_container(container.id)["HostConfig"]["DeviceRequests"]
+        finally:
+            container.remove(force=True)
+    (every,), (chosen,) = seen[False], seen[True]
+    if engine.facts().use_cdi:
+        assert every["DeviceIDs"] == ["nvidia.com/gpu=all"]
+        assert chosen["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"]
+    else:
+        assert every["Count"] == -1 and not every.get("DeviceIDs") and every["Capabilities"] == [["gpu"]]
+        assert chosen["DeviceIDs"] == ["0", "GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"] and not chosen["Count"]
+
+
+def test_engine_refusing_a_gpu_is_unavailable_and_any_other_refusal_is_not(engine: DockerEngine,
+                                                                          compose: ComposeFile, numpy_image) -> None:
+    if engine.facts().nvidia_runtime:
+        pytest.skip("this Docker host can start GPU containers")
+    image = engine.require_image(compose.service_for("numpy", "cpu"))
+    with pytest.raises(GpuUnavailable, match="could not select device driver"):
+        engine.run(_numpy_spec(compose, device="gpu"), image, gpu=True, on_line=lambda _: None)
+    # A refusal with nothing to do with GPUs (a cpuset the machine lacks) stays a plain refusal.
+    with pytest.raises(GdbenchError) as refused:
+        engine.run(_numpy_spec(compose, cpuset=[511]), image, gpu=False, on_line=lambda _: None)
+    assert not isinstance(refused.value, GpuUnavailable)
+    assert engine.managed_containers(_numpy_spec(compose).run_id) == []
 
 
 # --------------------------------------------------------------------------- failures become documents
