@@ -104,7 +104,7 @@ def run_command(
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
@@ -135,7 +135,7 @@ def run_command(
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
     code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
-                              progress=SweepProgress(verbose=verbose), docker_url=docker_host)
+                              progress=SweepProgress(verbose=verbose), docker_url=docker_url)
     typer.echo(str(run_dir))
     return code
 
@@ -160,7 +160,7 @@ def merge_command(
 @app.command("doctor")
 def doctor_command(
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
 ) -> int:
     """Check Docker, the NVIDIA runtime, host GPUs and the images; each problem comes with its fix."""
@@ -168,7 +168,7 @@ def doctor_command(
 
     from .doctor import blockers, diagnose
 
-    checks = diagnose(str(compose) if compose else None, docker_host)
+    checks = diagnose(str(compose) if compose else None, docker_url)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
@@ -195,7 +195,7 @@ def images_command(
                                                       show_default=False)] = None,
     flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
 ) -> int:
     """List the compose images (built?, size, pinned versions), or build them with --build."""
@@ -208,7 +208,7 @@ def images_command(
     selected = None
     if build or names:
         selected = select_services(cf, list(names or []), flavour.value if flavour else None)
-    engine = DockerEngine.connect(docker_host)
+    engine = DockerEngine.connect(docker_url)
     if build:
         err = _err()
         build_images(engine, selected or [], lambda line: err.print(line, markup=False))
@@ -232,11 +232,11 @@ def images_command(
 
 
 @app.command("clean")
-def clean_command(docker_host: DockerOpt = None) -> int:
+def clean_command(docker_url: DockerOpt = None) -> int:
     """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
     from .dockerhost import DockerEngine
 
-    removed = DockerEngine.connect(docker_host).remove_containers()
+    removed = DockerEngine.connect(docker_url).remove_containers()
     _err().print(f"removed {removed} container(s)")
     return EXIT_OK
 

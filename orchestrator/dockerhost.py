@@ -166,8 +166,11 @@ class DockerEngine:
 
     @property
     def on_this_machine(self) -> bool:
-        """A unix socket (docker-py speaks to it as ``http+docker://localhost``) is an engine on this machine."""
-        return self.base_url.startswith(("http+docker://", "unix://"))
+        """A unix socket (docker-py names it ``http+docker://localhost``) or a loopback TCP address is here."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.base_url)
+        return url.scheme in ("http+docker", "unix") or url.hostname in ("localhost", "127.0.0.1", "::1")
 
     # ------------------------------------------------------------------ facts
     def facts(self) -> HostFacts:
