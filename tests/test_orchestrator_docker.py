@@ -109,6 +109,9 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
             assert doc["provenance"]["image"]["labels"]["io.gdbench.framework"] == c["framework"]
             t = c["timings"]
             assert 0 < t["process_s"] < t["wall_s"] and t["overhead_s"] >= 0
+            load = c["host_load"]  # the engine is this machine's: its load and steal describe the containers' host
+            assert load["source"].startswith("this machine") and len(load["loadavg_start"]) == 3
+            assert load["steal_s"] is None or load["steal_s"] >= 0
     assert manifest["overhead"]["containers"] == len(registry.FRAMEWORKS)
 
     # Every started container was removed, and exactly the CPU ones were ever created.
