@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.text import Text
 
 from solvers import registry
-from solvers.base import VARIANTS
+from solvers.options import DEFAULTS
 
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, GdbenchError, Interrupted
 from .spec import (
-    Backend,
+    BackendName,
     DType,
     Flavour,
     SweepOptions,
@@ -30,6 +30,7 @@ from .spec import (
     parse_devices,
     parse_dims,
     parse_frameworks,
+    parse_gpus,
     parse_labels,
     parse_mem,
     parse_variants,
@@ -67,21 +68,25 @@ def run_command(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
         "else the CPU)", show_default="cpu,auto")] = None,
     variants: Annotated[str | None, typer.Option(
-        help=f"comma list of {', '.join(VARIANTS)}", show_default="all")] = None,
+        help=f"comma list of {', '.join(DEFAULTS.variants)}", show_default="all")] = None,
     dims: Annotated[str | None, typer.Option(
-        help="comma list of dimensions d", show_default="2,5,10,20,50,100")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default="10000")] = None,
-    iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default="1000")] = None,
-    repeats: Annotated[int | None, typer.Option(help="timed runs per (dim, variant)", show_default="7")] = None,
-    dtype: Annotated[DType | None, typer.Option(show_default="float64")] = None,
-    seed: Annotated[int | None, typer.Option(show_default="0")] = None,
-    lr: Annotated[float | None, typer.Option(help="learning rate", show_default="0.001")] = None,
+        help="comma list of dimensions d", show_default=",".join(map(str, DEFAULTS.dims)))] = None,
+    n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default=str(DEFAULTS.n))] = None,
+    iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default=str(DEFAULTS.iters))] = None,
+    repeats: Annotated[int | None, typer.Option(
+        help="timed runs per (dim, variant)", show_default=str(DEFAULTS.repeats))] = None,
+    dtype: Annotated[DType | None, typer.Option(show_default=DEFAULTS.dtype)] = None,
+    seed: Annotated[int | None, typer.Option(show_default=str(DEFAULTS.seed))] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate", show_default=str(DEFAULTS.lr))] = None,
     threads: Annotated[int | None, typer.Option(
         help="threads per framework (same for all)", show_default="min(2, cpuset size)")] = None,
     cpuset: Annotated[str | None, typer.Option(
         help="host CPUs for every container, e.g. 0-3", show_default="the first --threads CPUs")] = None,
     flavour: Annotated[Flavour | None, typer.Option(
         help="image flavour", show_default="cpu images for CPU runs, cuda images for GPU runs")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="GPUs a GPU container gets: all, or a comma list of indices or UUIDs (nvidia-smi -L)",
+        show_default="all")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="run directory", show_default="results/<run id>")] = None,
     timeout: Annotated[float | None, typer.Option(
@@ -89,7 +94,7 @@ def run_command(
     mem_limit: Annotated[str | None, typer.Option(help="memory per container, no swap", show_default="4g")] = None,
     pids_limit: Annotated[int | None, typer.Option(
         help="processes + threads per container", show_default="4096")] = None,
-    backend: Annotated[Backend | None, typer.Option(
+    backend: Annotated[BackendName | None, typer.Option(
         help="docker: one hardened container per (framework, device); local: python -m solvers "
         "subprocesses in this environment", show_default="docker")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -99,12 +104,14 @@ def run_command(
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    from .planner import resume_options
     from .progress import SweepProgress
-    from .runner import resume_options, run_sweep
+    from .rundir import RunDir
+    from .runner import run_sweep
 
     given: dict[str, Any] = {
         "variants": parse_variants(variants) if variants is not None else None,
@@ -112,6 +119,7 @@ def run_command(
         "n": n, "iters": iters, "repeats": repeats, "dtype": dtype.value if dtype else None, "seed": seed,
         "lr": lr, "threads": threads, "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
         "flavour": flavour.value if flavour else None, "timeout_s": timeout,
+        "gpus": parse_gpus(gpus) if gpus is not None else None,
         "mem_limit": parse_mem(mem_limit) if mem_limit is not None else None, "pids_limit": pids_limit,
         "sync_check": False if no_sync_check else None,
         "frameworks": parse_frameworks(frameworks) if frameworks is not None else None,
@@ -122,12 +130,12 @@ def run_command(
     if resume is not None:  # what is not given now comes from the run being resumed
         if out is not None and out != resume:
             raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
-        opts, _ = resume_options(resume, given)
+        opts, _ = resume_options(RunDir(resume), given)
         out = resume
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
     code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
-                              progress=SweepProgress(verbose=verbose), docker_url=docker_host)
+                              progress=SweepProgress(verbose=verbose), docker_url=docker_url)
     typer.echo(str(run_dir))
     return code
 
@@ -152,7 +160,7 @@ def merge_command(
 @app.command("doctor")
 def doctor_command(
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
 ) -> int:
     """Check Docker, the NVIDIA runtime, host GPUs and the images; each problem comes with its fix."""
@@ -160,7 +168,7 @@ def doctor_command(
 
     from .doctor import blockers, diagnose
 
-    checks = diagnose(str(compose) if compose else None, docker_host)
+    checks = diagnose(str(compose) if compose else None, docker_url)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
@@ -187,12 +195,12 @@ def images_command(
                                                       show_default=False)] = None,
     flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
     compose: ComposeOpt = None,
-    docker_host: DockerOpt = None,
+    docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
 ) -> int:
     """List the compose images (built?, size, pinned versions), or build them with --build."""
     from .compose import load_compose
-    from .dockerhost import DockerHost
+    from .dockerhost import DockerEngine
     from .images import build as build_images
     from .images import image_rows, select_services
 
@@ -200,11 +208,11 @@ def images_command(
     selected = None
     if build or names:
         selected = select_services(cf, list(names or []), flavour.value if flavour else None)
-    host = DockerHost.connect(docker_host)
+    engine = DockerEngine.connect(docker_url)
     if build:
         err = _err()
-        build_images(cf, host, selected or [], lambda line: err.print(line, markup=False))
-    rows = image_rows(cf, host)
+        build_images(engine, selected or [], lambda line: err.print(line, markup=False))
+    rows = image_rows(cf, engine)
     if selected is not None:
         rows = [r for r in rows if r["service"] in {s.name for s in selected}]
     if as_json:
@@ -224,11 +232,11 @@ def images_command(
 
 
 @app.command("clean")
-def clean_command(docker_host: DockerOpt = None) -> int:
+def clean_command(docker_url: DockerOpt = None) -> int:
     """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
-    from .dockerhost import DockerHost
+    from .dockerhost import DockerEngine
 
-    removed = DockerHost.connect(docker_host).remove_containers()
+    removed = DockerEngine.connect(docker_url).remove_containers()
     _err().print(f"removed {removed} container(s)")
     return EXIT_OK
 

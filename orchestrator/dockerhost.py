@@ -1,9 +1,11 @@
 """The only module that talks to Docker (docker SDK for Python); everything else sees typed results.
 
-Every container gets the same hardening: a non-root user, read-only root filesystem with a tmpfs /tmp,
-all capabilities dropped, no-new-privileges, no network, memory/pids limits, no host mounts, and labels so
-``gdbench`` can find and remove what it started. Docker errors are translated into ``GdbenchError``
-subclasses that say what to do.
+One cohesive boundary, hence its length: ``DockerEngine`` is one connected engine (its facts, images, builds
+and hardened containers; several may exist at once, nothing is kept at module level) and ``DockerBackend`` is
+the ``Backend`` protocol over one engine and the compose file. Every container gets the same hardening: a
+non-root user, read-only root filesystem with a tmpfs /tmp, all capabilities dropped, no-new-privileges, no
+network, memory/pids limits, no host mounts, and labels so ``gdbench`` can find and remove what it started.
+Docker errors are translated into ``GdbenchError`` subclasses that say what to do.
 """
 
 from __future__ import annotations
@@ -16,30 +18,42 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import docker
 import docker.errors
+import docker.tls
 import docker.types
 import requests.exceptions
 
-from .compose import Service
-from .errors import DockerUnavailable, GdbenchError, ImageMissing
-from .outcome import STDERR_KEEP_LINES, ContainerResult
+from . import backend, gpuhost, labels
+from .compose import ComposeFile, Service
+from .container_result import STDERR_KEEP_LINES, ContainerResult
+from .errors import DockerUnavailable, GdbenchError, GpuUnavailable, ImageMissing
 from .spec import RunSpec, format_cpuset
 
-LABEL_MANAGED = "io.gdbench.managed"
-LABEL_RUN = "io.gdbench.run"
-LABEL_KEY = "io.gdbench.container"
-IMAGE_LABELS = ("io.gdbench.framework", "io.gdbench.framework.version", "io.gdbench.flavour", "io.gdbench.cuda.version")
+if TYPE_CHECKING:
+    from .planner import Planned
+
 NOBODY = "65534:65534"
 # The only writable path. `exec`, because Docker mounts a tmpfs noexec by default and JITs that load what
 # they compiled from their cache there (torch.compile, Triton) then fail with "failed to map segment".
 TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=512m"}
 
 
-class GpuUnavailable(GdbenchError):
-    """The daemon refused a GPU request (no NVIDIA runtime/hook/CDI): the container cannot run on a GPU here."""
+class GpuRefusal(NamedTuple):
+    """Fragments of the engine's message when it cannot honour a GPU request (matched after the status code)."""
+
+    no_driver: str = "could not select device driver"  # no runtime or CDI driver registered for the request
+    cdi: str = "unresolvable CDI devices"  # CDI asked for a device no spec file names
+    toolkit: str = "nvidia-container-cli"  # the NVIDIA hook ran and failed (driver missing or mismatched)
+    runtime: str = "unknown or invalid runtime name: nvidia"
+
+
+GPU_REFUSAL = GpuRefusal()
+#: Statuses a GPU refusal comes with: 500 from start() for a missing driver or a failing hook (seen on dockerd
+#: 28), 400 where the engine validates the request up front. A 404 or 409 is never about the GPU.
+GPU_REFUSAL_STATUS = (400, 500)
 
 
 @dataclass(frozen=True)
@@ -93,11 +107,11 @@ class ImageInfo:
 
     @property
     def framework_version(self) -> str | None:
-        return self.labels.get("io.gdbench.framework.version")
+        return self.labels.get(labels.FRAMEWORK_VERSION)
 
     @property
     def cuda_version(self) -> str | None:
-        return self.labels.get("io.gdbench.cuda.version") or None
+        return self.labels.get(labels.CUDA_VERSION) or None
 
 
 def _parse_ts(text: str | None) -> dt.datetime | None:
@@ -125,24 +139,38 @@ def _connection_fix(exc: BaseException) -> tuple[str, str]:
     return (text.splitlines()[0][:300], "check that the Docker daemon is running and DOCKER_HOST is right")
 
 
-class DockerHost:
-    """A connected Docker daemon."""
+class DockerEngine:
+    """One connected Docker engine; its facts are read once."""
 
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
         self._facts: HostFacts | None = None
 
     @classmethod
-    def connect(cls, base_url: str | None = None, timeout: int = 120) -> DockerHost:
-        """Connect and ping; an unreachable daemon becomes one ``DockerUnavailable`` line with the fix."""
+    def connect(cls, base_url: str | None = None, timeout: int = 120,
+                tls: docker.tls.TLSConfig | None = None) -> DockerEngine:
+        """Connect (``base_url``, else the environment's DOCKER_HOST) and ping; an unreachable engine is one
+        ``DockerUnavailable`` line with the fix."""
         try:
-            client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else \
+            client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls or False) if base_url else \
                 docker.from_env(timeout=timeout)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             what, fix = _connection_fix(exc)
             raise DockerUnavailable(f"cannot reach the Docker daemon: {what}", fix=fix) from exc
         return cls(client)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.api.base_url)
+
+    @property
+    def on_this_machine(self) -> bool:
+        """A unix socket (docker-py names it ``http+docker://localhost``) or a loopback TCP address is here."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.base_url)
+        return url.scheme in ("http+docker", "unix") or url.hostname in ("localhost", "127.0.0.1", "::1")
 
     # ------------------------------------------------------------------ facts
     def facts(self) -> HostFacts:
@@ -192,7 +220,7 @@ class DockerHost:
                                    f"images --build {service.name})")
         return info
 
-    def build(self, service: Service, on_line: Callable[[str], None]) -> ImageInfo:
+    def build(self, service: Service, on_line: Callable[[str], None]) -> None:
         """Build a compose service's image with the classic builder (no compose plugin or BuildKit needed)."""
         if service.build is None:
             raise ImageMissing(f"compose service {service.name} has no build section", fix="add build: to it")
@@ -215,10 +243,8 @@ class DockerHost:
                         on_line(line.rstrip())
         except docker.errors.APIError as exc:
             raise GdbenchError(f"building {service.image} failed: {exc.explanation or exc}") from exc
-        info = self.image(service.image)
-        if info is None:
+        if self.image(service.image) is None:
             raise GdbenchError(f"build of {service.image} finished but the tag is missing")
-        return info
 
     # ------------------------------------------------------------- containers
     def container_config(self, spec: RunSpec, image: ImageInfo, *, gpu: bool) -> dict[str, Any]:
@@ -239,7 +265,7 @@ class DockerHost:
             "image": image.id,
             "command": spec.solver_args(),
             "name": container_name(spec),
-            "labels": {**spec.labels, LABEL_MANAGED: "1", LABEL_RUN: spec.run_id, LABEL_KEY: spec.key},
+            "labels": {**spec.labels, labels.MANAGED: "1", labels.RUN: spec.run_id, labels.CONTAINER: spec.key},
             "environment": env,
             "user": user,
             "read_only": True,
@@ -255,10 +281,7 @@ class DockerHost:
             "detach": True,
         }
         if gpu:
-            facts = self.facts()
-            config["device_requests"] = [
-                docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"]) if facts.use_cdi
-                else docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            config["device_requests"] = [gpu_request(spec.gpus, cdi=self.facts().use_cdi)]
             env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
         return config
 
@@ -268,7 +291,7 @@ class DockerHost:
         try:
             return self.client.containers.create(**config)
         except docker.errors.APIError as exc:
-            raise _gpu_or_generic(exc, spec) from exc
+            raise _classify(exc, spec) from exc
 
     def run(self, spec: RunSpec, image: ImageInfo, *, gpu: bool, on_line: Callable[[str], None]) -> ContainerResult:
         """Create, start, stream stderr lines to ``on_line``, enforce the timeout, collect, remove.
@@ -278,7 +301,6 @@ class DockerHost:
         result = ContainerResult(name=container_name(spec))
         t0 = time.perf_counter()
         container = self.create(spec, image, gpu=gpu)
-        result.container_id = container.id
         result.create_s = time.perf_counter() - t0
         stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_KEEP_LINES)
         watchdog: threading.Timer | None = None
@@ -287,7 +309,7 @@ class DockerHost:
             try:
                 container.start()
             except docker.errors.APIError as exc:
-                raise _gpu_or_generic(exc, spec) from exc
+                raise _classify(exc, spec) from exc
             result.start_s = time.perf_counter() - t1
             result.user = self.client.api.inspect_container(container.id)["Config"].get("User")
 
@@ -340,7 +362,7 @@ class DockerHost:
             old = self.client.containers.get(name)
         except docker.errors.NotFound:
             return
-        if old.labels.get(LABEL_MANAGED) == "1":
+        if old.labels.get(labels.MANAGED) == "1":
             self._remove_quietly(old)
 
     def _kill_quietly(self, container: Any) -> None:
@@ -357,9 +379,9 @@ class DockerHost:
 
     def managed_containers(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Containers gdbench labelled (optionally of one run), as {id, name, status, labels}."""
-        labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])
+        wanted = [f"{labels.MANAGED}=1"] + ([f"{labels.RUN}={run_id}"] if run_id else [])
         out = []
-        for c in self.client.containers.list(all=True, filters={"label": labels}):
+        for c in self.client.containers.list(all=True, filters={"label": wanted}):
             out.append({"id": c.id, "name": c.name, "status": c.status, "labels": dict(c.labels)})
         return out
 
@@ -386,13 +408,24 @@ def _cdi_gpus(info: dict[str, Any]) -> list[str]:
     return sorted({d for d in found if d.startswith("nvidia.com/gpu")})
 
 
+def gpu_request(gpus: list[str] | None, *, cdi: bool) -> docker.types.DeviceRequest:
+    """Every GPU (``count=-1``, CDI ``=all``), or exactly the devices ``--gpus`` named (indices or UUIDs)."""
+    if cdi:
+        return docker.types.DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={g}" for g in gpus or ["all"]])
+    if gpus:
+        return docker.types.DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
+    return docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+
+
 def container_name(spec: RunSpec) -> str:
     return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-")[:120]
 
 
-def _gpu_or_generic(exc: docker.errors.APIError, spec: RunSpec) -> GdbenchError:
+def _classify(exc: docker.errors.APIError, spec: RunSpec) -> GdbenchError:
+    """A refused create/start: ``GpuUnavailable`` when a GPU was asked for and the status and message say the
+    engine cannot provide one (status first, then ``GPU_REFUSAL``), else a plain refusal."""
     text = str(exc.explanation or exc)
-    if "device driver" in text or "nvidia" in text.lower() or "capabilities" in text:
+    if spec.device == "gpu" and exc.status_code in GPU_REFUSAL_STATUS and any(f in text for f in GPU_REFUSAL):
         return GpuUnavailable(f"GPU requested but this Docker host has no NVIDIA runtime: {text}",
                               fix="install the NVIDIA Container Toolkit and restart dockerd, or run --devices cpu")
     return GdbenchError(f"Docker refused container {spec.key}: {text}")
@@ -414,3 +447,60 @@ def _split_ts(line: str) -> tuple[dt.datetime | None, str]:
     stamp, sep, text = line.partition(" ")
     ts = _parse_ts(stamp) if sep else None
     return (ts, text) if ts else (None, line)
+
+
+class DockerBackend:
+    """The ``Backend`` protocol over one Docker engine: compose images, hardened containers, the engine's facts."""
+
+    name = "docker"
+    reports_startup_overhead = True
+
+    def __init__(self, engine: DockerEngine, compose: ComposeFile, gpus: gpuhost.HostGpus) -> None:
+        self.engine = engine
+        self.compose = compose
+        self.gpus = gpus
+        self.compose_path = str(compose.path)
+        self._images: dict[str, ImageInfo] = {}
+
+    @property
+    def on_this_machine(self) -> bool:
+        return self.engine.on_this_machine
+
+    def cpus(self) -> list[int]:
+        return self.engine.cpus()
+
+    def gpu_unavailable(self) -> str | None:
+        facts = self.engine.facts()
+        if facts.nvidia_runtime:
+            return None
+        runtimes = ", ".join(facts.runtimes) if facts.runtimes else "none"
+        return (f"GPU requested but this Docker host has no NVIDIA runtime: docker info lists runtimes [{runtimes}] "
+                "and no NVIDIA CDI devices; install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
+                "--runtime=docker, then restart dockerd) or run with --devices cpu")
+
+    def image_tag(self, framework: str, flavour: str) -> str:
+        return self.compose.service_for(framework, flavour).image
+
+    def prepare(self, item: Planned) -> None:
+        """The image must be built; a CUDA image must not need a newer CUDA than the host driver offers."""
+        service = self.compose.service_for(item.spec.framework, item.spec.flavour)
+        item.image = self._images[service.image] = self.engine.require_image(service)
+        if item.gpu:
+            why = gpuhost.cuda_incompatibility(service.image, item.image.cuda_version, self.gpus)
+            if why:
+                item.preflight = ("unavailable", why)
+
+    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
+        assert spec.image is not None and spec.image in self._images, "prepare() the item first"
+        return self.engine.run(spec, self._images[spec.image], gpu=spec.device == "gpu", on_line=on_line)
+
+    def host_record(self) -> dict[str, Any]:
+        return backend.host_record(self.engine.facts().to_dict(), self.gpus)
+
+    def remove_run(self, run_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self.engine.remove_containers(run_id)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.engine.client.close()

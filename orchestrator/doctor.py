@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import gpuhost
+from . import gpuhost, labels
 from .errors import GdbenchError
 
 OK, WARN, BLOCKER, INFO = "ok", "warning", "blocker", "info"
@@ -50,13 +50,13 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
         checks.append(Check("compose file", BLOCKER, exc.message, exc.fix))
 
     try:
-        from .dockerhost import DockerHost
+        from .dockerhost import DockerEngine
 
-        host = DockerHost.connect(docker_url)
+        engine = DockerEngine.connect(docker_url)
     except GdbenchError as exc:
         checks.append(Check("docker daemon", BLOCKER, exc.message, exc.fix))
         return checks
-    f = host.facts()
+    f = engine.facts()
     checks.append(Check("docker daemon", OK, f"server {f.docker_version} (API {f.api_version}), {f.operating_system}, "
                                               f"kernel {f.kernel_version}, {f.ncpu} CPUs"))
     checks.append(Check("storage driver", OK if f.storage_driver == "overlay2" else WARN, f.storage_driver or "?",
@@ -77,20 +77,20 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
     if compose is not None:
         from .images import image_rows
 
-        for row in image_rows(compose, host):
+        for row in image_rows(compose, engine):
             name = f"image {row['tag']}"
             if row["built"]:
-                labels = row["labels"]
-                detail = (f"built ({_fmt_size(row['size_bytes'])}); {labels.get('io.gdbench.framework', '?')} "
-                          f"{row['framework_version'] or '?'}, flavour {labels.get('io.gdbench.flavour', '?')}"
+                image_labels = row["labels"]
+                detail = (f"built ({_fmt_size(row['size_bytes'])}); {image_labels.get(labels.FRAMEWORK, '?')} "
+                          f"{row['framework_version'] or '?'}, flavour {image_labels.get(labels.FLAVOUR, '?')}"
                           + (f", CUDA {row['cuda_version']}" if row["cuda_version"] else ""))
                 level, fix = OK, None
                 if row["flavour"] == "cuda" and f.nvidia_runtime:
                     why = gpuhost.cuda_incompatibility(row["tag"], row["cuda_version"], gpus)
                     if why:
                         level, detail, fix = WARN, why, "upgrade the NVIDIA driver"
-                if not labels:
-                    level, fix = WARN, "rebuild it (make images): it carries no io.gdbench.* labels"
+                if not image_labels:
+                    level, fix = WARN, f"rebuild it (make images): it carries no {labels.PREFIX}* labels"
                 checks.append(Check(name, level, detail, fix))
             elif row["flavour"] == "cpu":
                 checks.append(Check(name, BLOCKER, "not built", f"make images (or: make image-{row['service']})"))
@@ -98,7 +98,7 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
                 checks.append(Check(name, WARN if f.nvidia_runtime else INFO, "not built (only needed for GPU runs)",
                                     f"make images FLAVOUR=cuda (or: make image-{row['service'].removesuffix('-gpu')} "
                                     "FLAVOUR=cuda)"))
-    leftovers = host.managed_containers()
+    leftovers = engine.managed_containers()
     if leftovers:
         checks.append(Check("leftover containers", WARN, f"{len(leftovers)} gdbench container(s) still exist: "
                                                          + ", ".join(c["name"] for c in leftovers[:5]),

@@ -7,15 +7,12 @@ reason and the tail of stderr, so it shows up in the results as a failure and ne
 
 from __future__ import annotations
 
-import json
+import signal
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from solvers import schema
-from solvers.metadata import collect_time
-from solvers.problem import NOISE_STD
 
 from .spec import RunSpec
 
@@ -36,32 +33,19 @@ def head_lines(text: str, lines: int = STDOUT_HEAD_LINES) -> str:
 def synthetic_document(spec: RunSpec, status: str, reason: str, stderr_tail: str | None = None,
                        framework_version: str | None = None) -> dict[str, Any]:
     """A document for a container that produced none (or an unusable one): every row carries the reason."""
-    from solvers.timing import not_run
-
-    rows = []
-    for d in spec.dims:
-        for v in spec.variants:
-            row = not_run(d, v, status, reason)
-            row["stderr_tail"] = stderr_tail
-            rows.append(row)
-    return {
-        "schema_version": schema.SCHEMA_VERSION,
-        "framework": spec.framework,
-        "device": spec.device,
-        "status": status,
-        "error": reason,
-        "problem": {"n": spec.n, "dims": list(spec.dims), "iters": spec.iters, "repeats": spec.repeats,
-                    "dtype": spec.dtype, "seed": spec.seed, "lr": spec.lr, "noise_std": NOISE_STD},
-        "provenance": {
-            "framework": {"name": spec.framework, "version": framework_version},
-            "python": {}, "platform": {}, "threads": {"requested": spec.threads, "cpuset": spec.cpuset},
-            "blas": None, "gpu": None, "image": None,
-            "timestamp_utc": collect_time(),
-            "hostname": socket.gethostname(),
-            "written_by": "orchestrator",
-        },
-        "results": rows,
+    problem = schema.problem_record(n=spec.n, dims=spec.dims, iters=spec.iters, repeats=spec.repeats,
+                                    dtype=spec.dtype, seed=spec.seed, lr=spec.lr)
+    provenance = {
+        "framework": {"name": spec.framework, "version": framework_version},
+        "python": {}, "platform": {}, "threads": {"requested": spec.threads, "cpuset": spec.cpuset},
+        "blas": None, "gpu": None, "image": None,
+        "timestamp_utc": schema.utc_now(),
+        "hostname": socket.gethostname(),
+        "written_by": "orchestrator",
     }
+    return schema.not_run_document(framework=spec.framework, device=spec.device, status=status, reason=reason,
+                                   problem=problem, variants=list(spec.variants), provenance=provenance,
+                                   stderr_tail=stderr_tail)
 
 
 @dataclass
@@ -69,7 +53,7 @@ class Accepted:
     """The outcome of checking one container's output."""
 
     doc: dict[str, Any]
-    problem: str | None  # why the output was rejected, None when the solver's own document was kept
+    rejection: str | None  # why the output was rejected, None when the solver's own document was kept
 
 
 def accept_output(spec: RunSpec, stdout: str, stderr: str, exit_code: int | None, *, oom: bool = False,
@@ -105,8 +89,6 @@ def accept_output(spec: RunSpec, stdout: str, stderr: str, exit_code: int | None
 
 def _signal_note(exit_code: int | None) -> str:
     if exit_code is not None and exit_code > 128:
-        import signal
-
         try:
             return f" (killed by {signal.Signals(exit_code - 128).name})"
         except ValueError:
@@ -114,21 +96,13 @@ def _signal_note(exit_code: int | None) -> str:
     return ""
 
 
-def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host: dict[str, Any]) -> dict[str, Any]:
-    """Add what only the orchestrator knows: the image it started and the Docker host it ran on."""
+def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host_record: dict[str, Any],
+                      gpu_request: list[str] | str | None = None) -> dict[str, Any]:
+    """Add what only the orchestrator knows: the image it started, the host it ran on, the GPUs it asked for."""
     prov = doc["provenance"]
     if image is not None:
         prov["image"] = {**(prov.get("image") or {}), **image}
-    prov["host"] = host
+    prov["host"] = host_record
+    if gpu_request is not None:
+        prov["gpu_request"] = gpu_request
     return doc
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """JSON through ``solvers.schema.write_atomic``: temp file + rename, so readers never see half a file."""
-    schema.write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
-
-
-def write_document(path: Path, doc: dict[str, Any]) -> None:
-    """Validate (nothing invalid is ever stored), then write atomically."""
-    schema.validate(doc)
-    write_json_atomic(path, doc)

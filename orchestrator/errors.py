@@ -48,6 +48,10 @@ class ComposeError(GdbenchError):
     """compose.yaml is missing, unreadable, or lacks a service the sweep needs."""
 
 
+class GpuUnavailable(GdbenchError):
+    """The engine refused a GPU request (no NVIDIA runtime, hook or CDI device): no GPU work can run there."""
+
+
 class RunDirLocked(GdbenchError):
     """Another orchestrator holds the output directory."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,9 +22,6 @@ class HostGpus:
     @property
     def gpu_name(self) -> str | None:
         return self.gpus[0] if self.gpus else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "gpu_name": self.gpu_name}
 
 
 def _text(value: Any) -> str:
@@ -61,15 +58,15 @@ def cuda_tuple(version: str | None) -> tuple[int, int] | None:
     return (int(m[1]), int(m[2])) if m else None
 
 
-def cuda_incompatibility(image_tag: str, image_cuda: str | None, host: HostGpus) -> str | None:
+def cuda_incompatibility(image_tag: str, image_cuda: str | None, gpus: HostGpus) -> str | None:
     """Why the host driver cannot run an image built for ``image_cuda``, or None when it can (or we can't tell).
 
     Strict major.minor comparison: CUDA's minor-version compatibility does not cover PTX JIT, which XLA and
     Triton rely on, so a driver older than the image's toolkit is refused rather than left to fail mid-run.
     """
-    need, have = cuda_tuple(image_cuda), cuda_tuple(host.cuda_driver_version)
+    need, have = cuda_tuple(image_cuda), cuda_tuple(gpus.cuda_driver_version)
     if need is None or have is None or need <= have:
         return None
-    return (f"image {image_tag} is built for CUDA {image_cuda} but the host driver {host.driver_version} supports "
-            f"CUDA up to {host.cuda_driver_version}; upgrade the NVIDIA driver or build the image with an older "
+    return (f"image {image_tag} is built for CUDA {image_cuda} but the host driver {gpus.driver_version} supports "
+            f"CUDA up to {gpus.cuda_driver_version}; upgrade the NVIDIA driver or build the image with an older "
             f"CUDA base")

@@ -7,24 +7,25 @@ from typing import Any
 
 from solvers import registry
 
+from . import labels as label_keys
 from .compose import ComposeFile, Service
-from .dockerhost import IMAGE_LABELS, DockerHost
+from .dockerhost import DockerEngine
 from .errors import InvalidOptions
 
 
-def image_rows(compose: ComposeFile, host: DockerHost) -> list[dict[str, Any]]:
+def image_rows(compose: ComposeFile, engine: DockerEngine) -> list[dict[str, Any]]:
     """One row per compose service: tag, built?, id, size, and the version labels the image carries."""
     rows = []
     for svc in compose.services.values():
-        info = host.image(svc.image)
+        info = engine.image(svc.image)
         labels = info.labels if info else {}
         rows.append({
             "service": svc.name, "tag": svc.image, "flavour": svc.flavour, "built": info is not None,
             "id": info.id if info else None, "size_bytes": info.size_bytes if info else None,
             "created": info.created if info else None, "user": info.user if info else None,
-            "framework_version": labels.get("io.gdbench.framework.version"),
-            "cuda_version": labels.get("io.gdbench.cuda.version") or None,
-            "labels": {k: labels[k] for k in IMAGE_LABELS if k in labels},
+            "framework_version": labels.get(label_keys.FRAMEWORK_VERSION),
+            "cuda_version": labels.get(label_keys.CUDA_VERSION) or None,
+            "labels": {k: labels[k] for k in label_keys.IMAGE if k in labels},
         })
     return rows
 
@@ -49,12 +50,8 @@ def select_services(compose: ComposeFile, names: list[str], flavour: str | None)
     return list({s.name: s for s in out}.values())
 
 
-def build(compose: ComposeFile, host: DockerHost, services: list[Service],
-          on_line: Callable[[str], None]) -> list[dict[str, Any]]:
+def build(engine: DockerEngine, services: list[Service], on_line: Callable[[str], None]) -> None:
     """Build each service in order (classic builder); a failure stops at that service."""
-    built = []
     for svc in services:
         on_line(f"==> building {svc.image} (service {svc.name})")
-        info = host.build(svc, on_line)
-        built.append({"service": svc.name, "tag": svc.image, "id": info.id})
-    return built
+        engine.build(svc, on_line)

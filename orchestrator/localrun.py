@@ -1,4 +1,4 @@
-"""The ``local`` backend: ``python -m solvers`` as a subprocess of this environment, same interface as a container.
+"""The ``local`` backend: ``python -m solvers`` as a subprocess of this environment, same protocol as Docker.
 
 For quick runs without images. The process gets the same arguments, the same cpuset (CPU affinity) and the
 same timeout handling; its output crosses the same boundary check. There is no isolation and no image.
@@ -7,6 +7,7 @@ same timeout handling; its output crosses the same boundary check. There is no i
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -14,11 +15,55 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .outcome import STDERR_KEEP_LINES, ContainerResult
-from .spec import RunSpec
+from . import backend
+from .container_result import STDERR_KEEP_LINES, ContainerResult
+from .gpuhost import HostGpus
+from .spec import RunSpec, host_cpus
+
+if TYPE_CHECKING:
+    from .planner import Planned
 
 _ROOT = Path(__file__).resolve().parents[1]
+
+
+class LocalBackend:
+    """Child processes on this machine: its CPU affinity, and a GPU when NVML lists one."""
+
+    name = "local"
+    reports_startup_overhead = False  # no container: wall and process time differ by the fork alone
+    on_this_machine = True
+    compose_path = None
+
+    def __init__(self, gpus: HostGpus) -> None:
+        self.gpus = gpus
+
+    def cpus(self) -> list[int]:
+        return host_cpus()
+
+    def gpu_unavailable(self) -> str | None:
+        if self.gpus.gpus:
+            return None
+        return f"GPU requested but this machine has no usable NVIDIA GPU: {self.gpus.error or 'NVML lists no GPUs'}"
+
+    def image_tag(self, framework: str, flavour: str) -> str | None:
+        return None
+
+    def prepare(self, item: Planned) -> None:
+        """Nothing to check: the environment is this one, and the solver reports what it lacks."""
+
+    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
+        return run_local(spec, on_line)
+
+    def host_record(self) -> dict[str, Any]:
+        return backend.host_record({}, self.gpus)
+
+    def remove_run(self, run_id: str) -> None:
+        """A child process is killed where it is interrupted; nothing outlives it."""
+
+    def close(self) -> None:
+        pass
 
 
 def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
@@ -27,7 +72,11 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     for var in ("GDBENCH_IMAGE_TAG", "GDBENCH_IMAGE_DIGEST"):
         env.pop(var, None)
+    if spec.gpus:  # the same GPUs a container would get; CUDA takes indices and UUIDs alike
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
     cpus = set(spec.cpuset)
+    # Children run one at a time, so the growth of the reaped children's rusage is this child's own.
+    nivcsw0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "solvers", *spec.solver_args()], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=_ROOT,
@@ -66,6 +115,7 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
         proc.kill()
         proc.wait()
         raise
+    result.involuntary_ctx_switches = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw - nivcsw0
     result.first_line_s = first[0] if first else None
     result.stdout = b"".join(stdout_parts).decode("utf-8", errors="replace")
     result.stderr = "\n".join(stderr_lines)

@@ -83,6 +83,14 @@ class RunDir:
         """Valid documents keyed by file stem (what resume compares with the plan); invalid ones are absent."""
         return {path.stem: doc for path, doc in self.documents(warn=None)}
 
+    def done_keys(self) -> set[str]:
+        """Keys of the valid documents that did not fail: what a resumed run keeps instead of running again."""
+        return {key for key, doc in self.documents_by_key().items() if doc["status"] != "failed"}
+
+    def read_document(self, key: str) -> dict[str, Any]:
+        """One stored document, checked on the way in like any other input."""
+        return schema.loads(self.document_path(key).read_text(encoding="utf-8"))
+
     def write_document(self, key: str, doc: dict[str, Any]) -> Path:
         """Validate (nothing invalid is ever stored), then write atomically."""
         schema.validate(doc)

@@ -1,28 +1,30 @@
 """What a sweep is, as plain typed data, validated before anything touches Docker.
 
-The choices come from ``solvers`` itself (registry, devices, variants, dtypes) so the orchestrator can never
-offer a framework the solver does not know. ``SweepOptions`` is what the user asked for; ``RunSpec`` is one
-container of it.
+The choices, defaults and rules come from ``solvers`` itself (the registry, and ``solvers.options`` for
+devices, variants, dims, sizes and their limits) so the orchestrator can never offer a framework the solver
+does not know, nor a default that differs from the solver's. ``SweepOptions`` is what the user asked for;
+``RunSpec`` is one container of it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from solvers import problem, registry
-from solvers.base import DEVICES, VARIANTS
-from solvers.problem import DTYPES
+from solvers import options, registry
+from solvers.options import DEFAULTS, DTYPES, OptionError
 
+from . import labels as label_keys
+from .backend import BACKENDS
 from .errors import InvalidOptions
 
-FrameworkName = StrEnum("FrameworkName", {name: name for name in registry.FRAMEWORKS})
-Device = StrEnum("Device", {name: name for name in DEVICES})
-Variant = StrEnum("Variant", {name: name for name in VARIANTS})
+#: Choice types for Typer's help and parsing; the values themselves come from solvers and backend.py.
 DType = StrEnum("DType", {name: name for name in DTYPES})
+BackendName = StrEnum("BackendName", {name: name for name in BACKENDS})
 
 
 class Flavour(StrEnum):
@@ -30,16 +32,18 @@ class Flavour(StrEnum):
     cuda = "cuda"
 
 
-class Backend(StrEnum):
-    docker = "docker"
-    local = "local"
+_T = TypeVar("_T")
 
 
-DEVICE_CHOICES = (*DEVICES, "auto")
+def _rule(check: Callable[..., _T], *args: Any) -> _T:
+    """Apply one of ``solvers.options``' rules; its one-line ``OptionError`` becomes ``InvalidOptions``."""
+    try:
+        return check(*args)
+    except OptionError as exc:
+        raise InvalidOptions(str(exc)) from None
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+_split = options.split
 
 
 def parse_frameworks(text: str | None) -> list[str]:
@@ -53,29 +57,17 @@ def parse_frameworks(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _choose(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    """A non-empty comma list drawn from ``allowed``, de-duplicated in order."""
-    names = _split(text)
-    unknown = [n for n in names if n not in allowed]
-    if not names or unknown:
-        raise InvalidOptions(f"unknown {what}(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(allowed)}")
-    return list(dict.fromkeys(names))
-
-
 def parse_devices(text: str) -> list[str]:
-    return _choose(text, DEVICE_CHOICES, "device")
+    """Devices, plus ``auto``: the GPU where host and framework can, else the CPU (decided by the planner)."""
+    return _rule(lambda t: options.devices(t, extra=("auto",)), text)
 
 
 def parse_variants(text: str) -> list[str]:
-    return _choose(text, VARIANTS, "variant")
+    return _rule(options.variants, text)
 
 
 def parse_dims(text: str) -> list[int]:
-    try:
-        dims = problem.parse_dims(text)
-    except ValueError as exc:
-        raise InvalidOptions(str(exc)) from None
-    return list(dict.fromkeys(dims))
+    return _rule(options.dims, text)
 
 
 def parse_cpuset(text: str) -> list[int]:
@@ -98,7 +90,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InvalidOptions(f"--label must be KEY=VALUE, got {item!r}")
-        if key.startswith(("io.gdbench.managed", "io.gdbench.run", "io.gdbench.container")):
+        if key.startswith(label_keys.RESERVED):
             raise InvalidOptions(f"--label {key} is set by gdbench itself")
         labels[key.strip()] = value
     return labels
@@ -106,6 +98,22 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 def format_cpuset(cpus: list[int]) -> str:
     return ",".join(map(str, cpus))
+
+
+#: An NVML index (``0``), a GPU UUID (``GPU-8e2c…``) or a MIG instance UUID (``MIG-…``).
+_GPU_ID = re.compile(r"\d+|(?:GPU|MIG)-[0-9a-fA-F-]+")
+
+
+def parse_gpus(text: str) -> list[str] | None:
+    """``--gpus``: ``all`` (None), or a comma list of GPU indices or UUIDs handed to the engine as device ids."""
+    if text.strip() == "all":
+        return None
+    ids = _split(text)
+    bad = [g for g in ids if not _GPU_ID.fullmatch(g)]
+    if not ids or bad:
+        raise InvalidOptions(f"--gpus must be all or a comma list of GPU indices or UUIDs (nvidia-smi -L lists "
+                             f"them), got {', '.join(bad) or repr(text)}")
+    return list(dict.fromkeys(ids))
 
 
 _SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
@@ -123,14 +131,14 @@ class SweepOptions:
 
     frameworks: list[str] = field(default_factory=lambda: list(registry.FRAMEWORKS))
     devices: list[str] = field(default_factory=lambda: ["cpu", "auto"])  # every device this host has
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    dims: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50, 100])
-    n: int = 10_000
-    iters: int = 1_000
-    repeats: int = 7
-    dtype: str = "float64"
-    seed: int = 0
-    lr: float = 1e-3
+    variants: list[str] = field(default_factory=lambda: list(DEFAULTS.variants))
+    dims: list[int] = field(default_factory=lambda: list(DEFAULTS.dims))
+    n: int = DEFAULTS.n
+    iters: int = DEFAULTS.iters
+    repeats: int = DEFAULTS.repeats
+    dtype: str = DEFAULTS.dtype
+    seed: int = DEFAULTS.seed
+    lr: float = DEFAULTS.lr
     threads: int | None = None
     cpuset: list[int] | None = None
     flavour: str | None = None
@@ -139,12 +147,14 @@ class SweepOptions:
     pids_limit: int = 4096
     backend: str = "docker"
     sync_check: bool = True
+    #: GPU indices or UUIDs a GPU container gets; None: every GPU.
+    gpus: list[str] | None = None
     #: Extra container labels (e.g. a CI job id), on top of gdbench's own.
     labels: dict[str, str] = field(default_factory=dict)
 
     #: The fields that define the numbers; a resumed run must keep them.
-    PROBLEM_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
-                      "sync_check")
+    RESUME_FIXED_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
+                      "sync_check", "gpus")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,23 +190,20 @@ class SweepOptions:
 
     def check(self) -> SweepOptions:
         """Reject values no container could run with; returns self for chaining."""
-        for name, low in (("n", 2), ("iters", 1), ("repeats", 1)):
-            if getattr(self, name) < low:
-                raise InvalidOptions(f"--{name} must be >= {low}, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidOptions(f"--threads must be >= 1, got {self.threads}")
-        if not 0 < self.lr < 1:
-            raise InvalidOptions(f"--lr must be in (0, 1), got {self.lr}")
+        for name in ("n", "iters", "repeats"):
+            _rule(options.check_int, name, getattr(self, name))
+        if self.threads is not None:
+            _rule(options.check_int, "threads", self.threads)
+        _rule(options.check_lr, self.lr)
         if self.timeout_s <= 0:
             raise InvalidOptions(f"--timeout must be positive, got {self.timeout_s}")
         if self.pids_limit < 64:
             raise InvalidOptions(f"--pids-limit must be >= 64 (framework thread pools count), got {self.pids_limit}")
-        if self.dtype not in DTYPES:
-            raise InvalidOptions(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        _rule(options.check_dtype, self.dtype)
         if self.flavour not in (None, *Flavour):
             raise InvalidOptions(f"unknown flavour {self.flavour!r}; choose from cpu, cuda")
-        if self.backend not in tuple(Backend):
-            raise InvalidOptions(f"unknown backend {self.backend!r}; choose from docker, local")
+        if self.backend not in BACKENDS:
+            raise InvalidOptions(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         parse_mem(self.mem_limit)
         return self
 
@@ -225,6 +232,7 @@ class RunSpec:
     run_id: str = ""
     sync_check: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    gpus: list[str] | None = None  # GPU device ids for a GPU container; None: all
 
     @property
     def key(self) -> str:
@@ -247,7 +255,8 @@ class RunSpec:
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
-                   sync_check=opts.sync_check, labels=dict(opts.labels))
+                   sync_check=opts.sync_check, labels=dict(opts.labels),
+                   gpus=list(opts.gpus) if opts.gpus is not None and device == "gpu" else None)
 
 
 def framework_devices(framework: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: run the solver CLI as a real subprocess and parse what it prints."""
+"""Shared fixtures: the solver CLI and ``gdbench`` as real subprocesses, the real Docker engine and compose file."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: Small and quick solver options. The sync check is skipped: on a busy shared CI host its timing ratio is noise,
+#: and these tests are about correctness and orchestration, not the timing protocol (test_solvers.py covers that).
+SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
 
 
 @dataclass
@@ -43,6 +47,12 @@ def solvers_cli():
     return run_solvers
 
 
+def gdbench(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``gdbench ARGS`` (``python -m orchestrator``) in this interpreter, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
 #: CI sets this: a missing daemon or image then fails the Docker tests instead of skipping them.
 REQUIRE_DOCKER = os.environ.get("GDBENCH_REQUIRE_DOCKER") == "1"
 
@@ -55,13 +65,46 @@ def docker_unusable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def host():
+def engine():
     """A connection to the real Docker engine."""
-    from orchestrator.dockerhost import DockerHost
+    from orchestrator.dockerhost import DockerEngine
     from orchestrator.errors import GdbenchError
 
     try:
-        return DockerHost.connect()
+        return DockerEngine.connect()
     except GdbenchError as exc:
         docker_unusable(str(exc))
         raise
+
+
+@pytest.fixture(scope="module")
+def compose():
+    """The project's compose file (or ``GDBENCH_COMPOSE``), read the way the orchestrator reads it."""
+    from orchestrator.compose import load_compose
+    from orchestrator.errors import GdbenchError
+
+    try:
+        return load_compose(os.environ.get("GDBENCH_COMPOSE") or ROOT / "compose.yaml")
+    except GdbenchError as exc:
+        docker_unusable(str(exc))
+        raise
+
+
+def require_images(engine, compose, frameworks: list[str]) -> None:
+    """Skip (or fail in CI) unless the CPU image of every framework named is built."""
+    missing = [compose.service_for(fw, "cpu").image for fw in frameworks
+               if engine.image(compose.service_for(fw, "cpu").image) is None]
+    if missing:
+        docker_unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
+
+
+@pytest.fixture(scope="module")
+def all_images(engine, compose) -> None:
+    from solvers import registry
+
+    require_images(engine, compose, list(registry.FRAMEWORKS))
+
+
+@pytest.fixture(scope="module")
+def numpy_image(engine, compose) -> None:
+    require_images(engine, compose, ["numpy"])

@@ -35,28 +35,30 @@ from typing import Any
 
 import pytest
 
-from orchestrator.compose import ComposeFile, load_compose
-from orchestrator.dockerhost import LABEL_KEY, LABEL_MANAGED, LABEL_RUN, DockerHost
+from orchestrator.compose import ComposeFile
+from orchestrator.dockerhost import DockerEngine
 from orchestrator.errors import (
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
-    Interrupted,
 )
+from orchestrator.labels import CONTAINER as LABEL_KEY
+from orchestrator.labels import MANAGED as LABEL_MANAGED
+from orchestrator.labels import RUN as LABEL_RUN
 from orchestrator.merge import load_runs
-from orchestrator.runner import signals_as_interrupts
 from orchestrator.spec import SweepOptions
 from solvers import schema
-from tests.conftest import ROOT, docker_unusable
+from tests.conftest import ROOT, SMALL, gdbench
 
-pytestmark = pytest.mark.docker
+#: Every scenario runs the real CPU images.
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("all_images")]
 
-SMALL = ["--devices", "cpu", "--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
+#: The shared small options, CPU only.
+SMALL_CPU = ["--devices", "cpu", *SMALL]
 #: X is 100,000 x 100 float64 (80 MB) and 100,000 steps: minutes of work, so the container is surely running
 #: when the test acts on it (a timeout or a kill ends it long before).
 LONG = ["--devices", "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--repeats", "1", "--no-sync-check"]
-FRAMEWORKS = ["numpy", "numba", "jax", "torch", "tensorflow"]
 
 OUTCOMES: list[dict[str, str]] = []
 
@@ -80,27 +82,12 @@ def outcome_table() -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def compose(host: DockerHost) -> ComposeFile:
-    cf = load_compose(ROOT / "compose.yaml")
-    missing = [cf.service_for(fw, "cpu").image for fw in FRAMEWORKS if host.image(cf.service_for(fw, "cpu").image)
-               is None]
-    if missing:
-        docker_unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
-    return cf
+def dangling_before(engine: DockerEngine) -> set[str]:
+    return _dangling_volumes(engine)
 
 
-@pytest.fixture(scope="module")
-def dangling_before(host: DockerHost) -> set[str]:
-    return _dangling_volumes(host)
-
-
-def _dangling_volumes(host: DockerHost) -> set[str]:
-    return {v.name for v in host.client.volumes.list(filters={"dangling": True})}
-
-
-def gdbench(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+def _dangling_volumes(engine: DockerEngine) -> set[str]:
+    return {v.name for v in engine.client.volumes.list(filters={"dangling": True})}
 
 
 def gdbench_bg(*args: str) -> subprocess.Popen:
@@ -128,12 +115,12 @@ def _alive(proc: subprocess.Popen) -> None:
         pytest.fail(f"gdbench exited early ({proc.returncode}): {err[-3000:]}")
 
 
-def wait_running(host: DockerHost, run_id: str, key: str, proc: subprocess.Popen, deadline_s: float = 120) -> Any:
+def wait_running(engine: DockerEngine, run_id: str, key: str, proc: subprocess.Popen, deadline_s: float = 120) -> Any:
     """The container of ``key`` in run ``run_id`` once the daemon says it is running (found by its labels)."""
     labels = [f"{LABEL_RUN}={run_id}", f"{LABEL_KEY}={key}"]
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        found = host.client.containers.list(filters={"label": labels, "status": "running"})
+        found = engine.client.containers.list(filters={"label": labels, "status": "running"})
         if found:
             return found[0]
         _alive(proc)
@@ -141,11 +128,11 @@ def wait_running(host: DockerHost, run_id: str, key: str, proc: subprocess.Popen
     pytest.fail(f"container {key} of run {run_id} never ran")
 
 
-def container_events(host: DockerHost, run_id: str, since: dt.datetime, until: dt.datetime) -> dict[str, list[str]]:
+def container_events(engine: DockerEngine, run_id: str, since: dt.datetime, until: dt.datetime) -> dict[str, list[str]]:
     """The daemon's own record of this run's containers: {"create": [keys], "destroy": [keys]}."""
     # The daemon reads "seconds.nanoseconds" (nine digits); the SDK would truncate a datetime to whole seconds,
     # and a window widened to whole seconds also catches an earlier run's containers of the same run id.
-    events = host.client.events(since=f"{since.timestamp():.9f}", until=math.ceil(until.timestamp()),
+    events = engine.client.events(since=f"{since.timestamp():.9f}", until=math.ceil(until.timestamp()),
                                 filters={"type": "container", "event": ["create", "destroy"],
                                          "label": [f"{LABEL_RUN}={run_id}"]}, decode=True)
     seen: dict[str, list[str]] = {"create": [], "destroy": []}
@@ -154,11 +141,11 @@ def container_events(host: DockerHost, run_id: str, since: dt.datetime, until: d
     return seen
 
 
-def assert_nothing_left(host: DockerHost, run_id: str, dangling_before: set[str]) -> None:
+def assert_nothing_left(engine: DockerEngine, run_id: str, dangling_before: set[str]) -> None:
     """No container of the run exists (running or not), and no new dangling volume appeared."""
-    left = host.client.containers.list(all=True, filters={"label": [f"{LABEL_MANAGED}=1", f"{LABEL_RUN}={run_id}"]})
+    left = engine.client.containers.list(all=True, filters={"label": [f"{LABEL_MANAGED}=1", f"{LABEL_RUN}={run_id}"]})
     assert [c.name for c in left] == []
-    assert _dangling_volumes(host) - dangling_before == set()
+    assert _dangling_volumes(engine) - dangling_before == set()
 
 
 def assert_run_dir_sound(out: Path) -> None:
@@ -255,7 +242,7 @@ class DirWatch:
 
 # ============================================================ 1. kill, timeout, hardening, atomic writes
 @pytest.fixture(scope="module")
-def faulty_sweep(host: DockerHost, compose: ComposeFile, tmp_path_factory, dangling_before) -> dict[str, Any]:
+def faulty_sweep(engine: DockerEngine, compose: ComposeFile, tmp_path_factory, dangling_before) -> dict[str, Any]:
     """numpy → still computing at --timeout 8; jax → ``docker kill`` from outside; numba → runs after both.
 
     The running numpy container is inspected before it times out; inotify watches the run directory.
@@ -267,11 +254,11 @@ def faulty_sweep(host: DockerHost, compose: ComposeFile, tmp_path_factory, dangl
     proc = gdbench_bg("run", "--frameworks", "numpy,jax,numba", *LONG, "--timeout", "8", "--out", str(out))
     try:
         run_id = _run_id(out, proc)
-        numpy_c = wait_running(host, run_id, "numpy-cpu", proc)
-        inspected = host.client.api.inspect_container(numpy_c.id)
+        numpy_c = wait_running(engine, run_id, "numpy-cpu", proc)
+        inspected = engine.client.api.inspect_container(numpy_c.id)
         top = numpy_c.top()
         pid1 = numpy_c.exec_run(["cat", "/proc/1/status"]).output.decode()
-        jax_c = wait_running(host, run_id, "jax-cpu", proc)
+        jax_c = wait_running(engine, run_id, "jax-cpu", proc)
         jax_c.kill()
         stdout, stderr = proc.communicate(timeout=180)
     finally:
@@ -282,7 +269,7 @@ def faulty_sweep(host: DockerHost, compose: ComposeFile, tmp_path_factory, dangl
     watch.close()
     return {"out": out, "rc": proc.returncode, "stdout": stdout, "stderr": stderr, "run_id": run_id,
             "manifest": json.loads((out / "manifest.json").read_text()), "inspect": inspected, "top": top,
-            "pid1_status": pid1, "events": events, "containers": container_events(host, run_id, t0, t1)}
+            "pid1_status": pid1, "events": events, "containers": container_events(engine, run_id, t0, t1)}
 
 
 def _bytes(size: str) -> int:
@@ -295,7 +282,7 @@ def _rec(manifest: dict[str, Any], key: str) -> dict[str, Any]:
     return rec
 
 
-def test_container_past_its_timeout_is_killed_and_the_sweep_goes_on(faulty_sweep: dict, host: DockerHost,
+def test_container_past_its_timeout_is_killed_and_the_sweep_goes_on(faulty_sweep: dict, engine: DockerEngine,
                                                                      dangling_before: set[str]) -> None:
     m, out = faulty_sweep["manifest"], faulty_sweep["out"]
     assert faulty_sweep["rc"] == EXIT_FAILED, faulty_sweep["stderr"]
@@ -313,7 +300,7 @@ def test_container_past_its_timeout_is_killed_and_the_sweep_goes_on(faulty_sweep
     assert sorted(faulty_sweep["containers"]["destroy"]) == sorted(faulty_sweep["containers"]["create"])
     numba = _rec(m, "numba-cpu")
     assert numba["status"] != "interrupted" and schema.loads((out / "numba-cpu.json").read_text())
-    assert_nothing_left(host, faulty_sweep["run_id"], dangling_before)
+    assert_nothing_left(engine, faulty_sweep["run_id"], dangling_before)
     record("container runs past the per-container timeout", "`--timeout 8` on a solver with minutes of work",
            f"{rec['status']}, container killed at 8 s and removed, sweep went on", rec["reason"], faulty_sweep["rc"])
 
@@ -384,7 +371,7 @@ def test_documents_are_written_by_temp_file_and_rename(faulty_sweep: dict) -> No
 
 
 # ===================================================================================== 2. out of memory
-def test_out_of_memory_is_failed_with_the_oom_flag(host: DockerHost, compose: ComposeFile, tmp_path: Path,
+def test_out_of_memory_is_failed_with_the_oom_flag(engine: DockerEngine, compose: ComposeFile, tmp_path: Path,
                                                    dangling_before: set[str]) -> None:
     out = tmp_path / "run"  # X alone is 400,000 x 100 x 8 B = 320 MB, four times the limit
     t0 = _now()
@@ -399,9 +386,9 @@ def test_out_of_memory_is_failed_with_the_oom_flag(host: DockerHost, compose: Co
     doc = schema.loads((out / "numpy-cpu.json").read_text())
     assert doc["status"] == "failed" and all(row["time_per_iter_s"] is None for row in doc["results"])
     assert m["status"] == "complete" and schema.loads((out / "numba-cpu.json").read_text())  # went on
-    seen = container_events(host, m["run_id"], t0, t1)
+    seen = container_events(engine, m["run_id"], t0, t1)
     assert seen["create"] == ["numpy-cpu", "numba-cpu"] and sorted(seen["destroy"]) == sorted(seen["create"])
-    assert_nothing_left(host, m["run_id"], dangling_before)
+    assert_nothing_left(engine, m["run_id"], dangling_before)
     assert_run_dir_sound(out)
     record("container runs out of memory", "`--mem-limit 80m` with a 320 MB problem (`--n 400000 --dims 100`)",
            f"{rec['status']}, exit {rec['exit_code']}, OOMKilled, removed, sweep went on", rec["reason"], r.returncode)
@@ -409,15 +396,15 @@ def test_out_of_memory_is_failed_with_the_oom_flag(host: DockerHost, compose: Co
 
 # ========================================================================== 3. SIGINT / SIGTERM + resume
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_stops_the_sweep_cleanly_and_resume_runs_only_the_rest(sig: signal.Signals, host: DockerHost,
+def test_signal_stops_the_sweep_cleanly_and_resume_runs_only_the_rest(sig: signal.Signals, engine: DockerEngine,
                                                                       compose: ComposeFile, tmp_path: Path,
                                                                       dangling_before: set[str]) -> None:
     out = tmp_path / "run"
     t0 = _now()
-    proc = gdbench_bg("run", "--frameworks", "numpy,jax", *SMALL, "--out", str(out))
+    proc = gdbench_bg("run", "--frameworks", "numpy,jax", *SMALL_CPU, "--out", str(out))
     try:
         run_id = _run_id(out, proc)
-        wait_running(host, run_id, "jax-cpu", proc)  # numpy's document is in by now; jax is mid-run
+        wait_running(engine, run_id, "jax-cpu", proc)  # numpy's document is in by now; jax is mid-run
         kept = (out / "numpy-cpu.json").read_bytes()
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
@@ -434,54 +421,36 @@ def test_signal_stops_the_sweep_cleanly_and_resume_runs_only_the_rest(sig: signa
     assert schema.loads(kept.decode())["status"] == "ok"
     assert not (out / "jax-cpu.json").exists()  # nothing half-measured is stored
     assert_run_dir_sound(out)
-    seen = container_events(host, run_id, t0, t1)
+    seen = container_events(engine, run_id, t0, t1)
     assert seen["create"] == ["numpy-cpu", "jax-cpu"] and sorted(seen["destroy"]) == sorted(seen["create"])
-    assert_nothing_left(host, run_id, dangling_before)
+    assert_nothing_left(engine, run_id, dangling_before)
 
     t2 = _now()
     r = gdbench("run", "--resume", str(out))
     t3 = _now()
     assert r.returncode in (0, 1, 3) and "Traceback" not in r.stderr, r.stderr
-    assert container_events(host, run_id, t2, t3)["create"] == ["jax-cpu"]  # only what was missing
+    assert container_events(engine, run_id, t2, t3)["create"] == ["jax-cpu"]  # only what was missing
     resumed = json.loads((out / "manifest.json").read_text())
     assert resumed["run_id"] == run_id and resumed["status"] == "complete"
     assert [(c["key"], c.get("status_note")) for c in resumed["containers"]] == [("numpy-cpu", "resumed"),
                                                                                  ("jax-cpu", None)]
     assert (out / "numpy-cpu.json").read_bytes() == kept
     assert schema.loads((out / "jax-cpu.json").read_text())["framework"] == "jax"
-    assert_nothing_left(host, run_id, dangling_before)
+    assert_nothing_left(engine, run_id, dangling_before)
     record(f"{sig.name} to `gdbench run` mid-sweep", f"`{sig.name}` to the process while its 2nd container runs",
            "running container killed and removed; finished document kept byte for byte; manifest `interrupted`; "
            "`--resume` started only the missing container", "interrupted before it finished", proc.returncode)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_guard_obeys_the_first_signal_only(sig: signal.Signals) -> None:
-    """Real signals to this process: the first one raises, later ones during cleanup do not; handlers come back."""
-    before = signal.getsignal(sig)
-    expected = KeyboardInterrupt if sig == signal.SIGINT else Interrupted
-    cleaned = False
-    with pytest.raises(expected), signals_as_interrupts():
-        try:
-            os.kill(os.getpid(), sig)
-            time.sleep(5)  # the signal is handled before this returns
-        finally:
-            for _ in range(3):  # Ctrl-C hammered while the container is being removed
-                os.kill(os.getpid(), sig)
-            time.sleep(0.05)
-            cleaned = True
-    assert cleaned and signal.getsignal(sig) is before
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_repeated_signals_do_not_cut_the_cleanup_short(sig: signal.Signals, host: DockerHost, compose: ComposeFile,
+def test_repeated_signals_do_not_cut_the_cleanup_short(sig: signal.Signals, engine: DockerEngine, compose: ComposeFile,
                                                        tmp_path: Path, dangling_before: set[str]) -> None:
     """Ctrl-C hammered, or a supervisor repeating SIGTERM: the first signal interrupts, the rest wait."""
     out = tmp_path / "run"
     proc = gdbench_bg("run", "--frameworks", "numpy", *LONG, "--out", str(out))
     try:
         run_id = _run_id(out, proc)
-        wait_running(host, run_id, "numpy-cpu", proc)
+        wait_running(engine, run_id, "numpy-cpu", proc)
         for _ in range(5):
             proc.send_signal(sig)
             time.sleep(0.01)
@@ -492,7 +461,7 @@ def test_repeated_signals_do_not_cut_the_cleanup_short(sig: signal.Signals, host
     assert proc.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "interrupted" and [c["status"] for c in m["containers"]] == ["interrupted"]
-    assert_nothing_left(host, run_id, dangling_before)
+    assert_nothing_left(engine, run_id, dangling_before)
     assert_run_dir_sound(out)
     record(f"{sig.name} sent 5 times, 10 ms apart", "while the container runs",
            "first one interrupts; the rest wait for the cleanup; manifest `interrupted`, container removed",
@@ -532,7 +501,7 @@ GARBAGE_TIMEOUT = 20
 
 
 @pytest.fixture(scope="module")
-def garbage_compose(host: DockerHost, compose: ComposeFile, tmp_path_factory) -> Iterator[Path]:
+def garbage_compose(engine: DockerEngine, compose: ComposeFile, tmp_path_factory) -> Iterator[Path]:
     """A compose file whose services are the real gdbench images with a spoiling entrypoint on top."""
     ctx = tmp_path_factory.mktemp("garble")
     (ctx / "garble.py").write_text(GARBLE)
@@ -542,7 +511,7 @@ def garbage_compose(host: DockerHost, compose: ComposeFile, tmp_path_factory) ->
         tag = f"gdbench-faults/{fw}:{mode}-{os.getpid()}"
         (ctx / f"Dockerfile.{fw}").write_text(
             f"FROM {base}\nCOPY garble.py /opt/garble.py\nENTRYPOINT [\"python\", \"/opt/garble.py\", \"{mode}\"]\n")
-        host.client.images.build(path=str(ctx), dockerfile=f"Dockerfile.{fw}", tag=tag, rm=True, forcerm=True)
+        engine.client.images.build(path=str(ctx), dockerfile=f"Dockerfile.{fw}", tag=tag, rm=True, forcerm=True)
         tags.append(tag)
         services.append(f"  {fw}:\n    image: {tag}\n")
     (ctx / "compose.yaml").write_text("services:\n" + "".join(services))
@@ -550,15 +519,15 @@ def garbage_compose(host: DockerHost, compose: ComposeFile, tmp_path_factory) ->
         yield ctx / "compose.yaml"
     finally:
         for tag in tags:
-            host.client.images.remove(tag, force=True)
+            engine.client.images.remove(tag, force=True)
 
 
-def test_garbage_output_is_rejected_at_the_boundary_and_never_merged(host: DockerHost, garbage_compose: Path,
+def test_garbage_output_is_rejected_at_the_boundary_and_never_merged(engine: DockerEngine, garbage_compose: Path,
                                                                      tmp_path: Path,
                                                                      dangling_before: set[str]) -> None:
     out = tmp_path / "run"
     t0 = _now()
-    r = gdbench("run", "--compose", str(garbage_compose), "--frameworks", ",".join(GARBAGE), *SMALL,
+    r = gdbench("run", "--compose", str(garbage_compose), "--frameworks", ",".join(GARBAGE), *SMALL_CPU,
                 "--timeout", str(GARBAGE_TIMEOUT), "--out", str(out))
     t1 = _now()
     assert r.returncode == EXIT_FAILED and "Traceback" not in r.stderr, r.stderr
@@ -589,10 +558,10 @@ def test_garbage_output_is_rejected_at_the_boundary_and_never_merged(host: Docke
     assert len(df) == len(GARBAGE) * 2 * 2 and set(df.status) == {"failed"}
     assert df.time_per_iter_s.isna().all() and df.max_rel_error.isna().all()
     assert set(df.framework) == set(GARBAGE)
-    seen = container_events(host, m["run_id"], t0, t1)
+    seen = container_events(engine, m["run_id"], t0, t1)
     assert sorted(seen["create"]) == sorted(f"{fw}-cpu" for fw in GARBAGE)
     assert sorted(seen["destroy"]) == sorted(seen["create"])
-    assert_nothing_left(host, m["run_id"], dangling_before)
+    assert_nothing_left(engine, m["run_id"], dangling_before)
     assert_run_dir_sound(out)
     how = {"truncated": "the real document cut in half", "invalid": "the real document with `status: splendid`",
            "nonjson": "two lines of text, exit 0", "wrong-framework": "a valid numpy document from the torch container",
@@ -604,7 +573,7 @@ def test_garbage_output_is_rejected_at_the_boundary_and_never_merged(host: Docke
 
 
 # =================================================================== 5. the environment is not usable
-def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose: ComposeFile,
+def test_unusable_environment_is_one_line_with_the_fix(engine: DockerEngine, compose: ComposeFile,
                                                        tmp_path: Path) -> None:
     refusing = tmp_path / "dead.sock"  # a daemon that died and left its socket: connect() is refused
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -627,7 +596,7 @@ def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose
          ["--compose", str(tmp_path / "nope.yaml")], {}, EXIT_ENVIRONMENT, "nope.yaml does not exist",
          "fix: pass --compose PATH"),
     ]
-    if host.image(compose.service_for("torch", "cuda").image) is None:  # a GPU host may have built it
+    if engine.image(compose.service_for("torch", "cuda").image) is None:  # a GPU host may have built it
         cases.insert(3, ("image not built (flavour)", "`--frameworks torch --flavour cuda` without CUDA images",
                          ["--frameworks", "torch", "--flavour", "cuda"], {}, EXIT_ENVIRONMENT,
                          "(compose service torch-gpu) is not built", "fix: make images FLAVOUR=cuda"))
@@ -635,7 +604,7 @@ def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose
         for fault, how, args, env, code, message, fix in cases:
             out = tmp_path / f"run-{len(OUTCOMES)}-{fault.split()[0]}"
             argv = ["--frameworks", "numpy", *args] if "--frameworks" not in args else args
-            r = gdbench("run", *argv, *SMALL, "--out", str(out), env=env, timeout=120)
+            r = gdbench("run", *argv, *SMALL_CPU, "--out", str(out), env=env, timeout=120)
             line = one_error_line(r.stderr)
             assert r.returncode == code and message in line and fix in line, (fault, r.returncode, r.stderr)
             assert r.stdout == "" and not list(out.glob("*.json"))  # no manifest, no document
@@ -646,15 +615,15 @@ def test_unusable_environment_is_one_line_with_the_fix(host: DockerHost, compose
 
 
 # ================================================================== 6. two orchestrators, one directory
-def test_second_orchestrator_on_the_same_directory_is_refused(host: DockerHost, compose: ComposeFile,
+def test_second_orchestrator_on_a_running_sweep_is_refused(engine: DockerEngine, compose: ComposeFile,
                                                               tmp_path: Path, dangling_before: set[str]) -> None:
     out = tmp_path / "run"
     t0 = _now()
     first = gdbench_bg("run", "--frameworks", "numpy", *LONG, "--timeout", "60", "--out", str(out))
     try:
         run_id = _run_id(out, first)
-        wait_running(host, run_id, "numpy-cpu", first)
-        again = gdbench("run", "--frameworks", "numpy", *SMALL, "--out", str(out), timeout=120)
+        wait_running(engine, run_id, "numpy-cpu", first)
+        again = gdbench("run", "--frameworks", "numpy", *SMALL_CPU, "--out", str(out), timeout=120)
         resume = gdbench("run", "--resume", str(out), timeout=120)
         _alive(first)
         first.send_signal(signal.SIGTERM)
@@ -671,16 +640,16 @@ def test_second_orchestrator_on_the_same_directory_is_refused(host: DockerHost, 
     assert first.returncode == EXIT_INTERRUPTED, err
     m = json.loads((out / "manifest.json").read_text())
     assert m["run_id"] == run_id and [c["key"] for c in m["containers"]] == ["numpy-cpu"]
-    seen = container_events(host, run_id, t0, t1)
+    seen = container_events(engine, run_id, t0, t1)
     assert seen["create"] == ["numpy-cpu"] and seen["destroy"] == ["numpy-cpu"]  # the refused ones started none
-    assert_nothing_left(host, run_id, dangling_before)
+    assert_nothing_left(engine, run_id, dangling_before)
     record("second `gdbench run --out DIR` on a directory in use", "while the first one's container runs",
            "refused, nothing started", line.removeprefix("error: "), again.returncode)
     record("second `gdbench run --resume DIR` on a directory in use", "while the first one's container runs",
            "refused by the directory lock, nothing started", line2.removeprefix("error: "), resume.returncode)
 
 
-def test_a_run_that_finishes_between_check_and_lock_is_not_overwritten(host: DockerHost, compose: ComposeFile,
+def test_a_run_that_finishes_between_check_and_lock_is_not_overwritten(engine: DockerEngine, compose: ComposeFile,
                                                                        tmp_path: Path) -> None:
     """Two runs started together on one directory: the later one re-checks under the lock and refuses."""
     docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -690,11 +659,11 @@ def test_a_run_that_finishes_between_check_and_lock_is_not_overwritten(host: Doc
     out = tmp_path / "run"
     gated = GatedDockerSocket(tmp_path / "gated.sock", sock)
     try:
-        late = gdbench_bg("run", "--frameworks", "numpy", *SMALL, "--out", str(out),
+        late = gdbench_bg("run", "--frameworks", "numpy", *SMALL_CPU, "--out", str(out),
                           "--docker-host", f"unix://{tmp_path / 'gated.sock'}")
         assert gated.connected.wait(60), "the second run never reached the daemon"
         assert not out.exists()  # it has checked --out and is now waiting on its daemon connection
-        first = gdbench("run", "--frameworks", "numpy", *SMALL, "--out", str(out))
+        first = gdbench("run", "--frameworks", "numpy", *SMALL_CPU, "--out", str(out))
         assert first.returncode == 0, first.stderr
         finished = (out / "manifest.json").read_bytes()
         gated.open()

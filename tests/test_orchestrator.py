@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
 
@@ -17,22 +16,22 @@ import pytest
 
 from orchestrator import documents
 from orchestrator.compose import ComposeFile, interpolate, load_compose
-from orchestrator.errors import ComposeError, InvalidOptions, RunDirLocked
+from orchestrator.errors import ComposeError, Interrupted, InvalidOptions, RunDirLocked
 from orchestrator.merge import load_runs, write_merged
 from orchestrator.progress import parse_line
-from orchestrator.runner import locked
-from orchestrator.spec import RunSpec, SweepOptions, parse_cpuset, parse_devices, parse_dims, parse_frameworks
+from orchestrator.rundir import RunDir
+from orchestrator.runner import signals_as_interrupts
+from orchestrator.spec import (
+    RunSpec,
+    SweepOptions,
+    parse_cpuset,
+    parse_devices,
+    parse_dims,
+    parse_frameworks,
+    parse_gpus,
+)
 from solvers import schema
-from tests.conftest import ROOT, run_solvers
-
-#: Small and quick. The sync check is skipped: on a busy shared CI host its timing ratio is noise, and these tests
-#: are about the orchestration, not the timing protocol (tests/test_solvers.py covers that).
-SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
-
-
-def gdbench(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+from tests.conftest import ROOT, SMALL, gdbench, run_solvers
 
 
 def spec(**kw) -> RunSpec:
@@ -77,10 +76,7 @@ def test_project_compose_names_every_framework() -> None:
     """The real compose.yaml has a CPU service per CPU-capable framework and a GPU service per GPU-capable one."""
     from solvers import registry
 
-    path = ROOT / "compose.yaml"
-    if not path.exists():
-        pytest.skip("compose.yaml not written yet")
-    cf: ComposeFile = load_compose(path)
+    cf: ComposeFile = load_compose(ROOT / "compose.yaml")
     for name, entry in registry.REGISTRY.items():
         if "cpu" in entry.devices:
             assert cf.service_for(name, "cpu").image.startswith(f"gdbench/{name}:")
@@ -100,6 +96,16 @@ def test_project_compose_names_every_framework() -> None:
 def test_bad_values_are_rejected(fn, text: str, message: str) -> None:
     with pytest.raises(InvalidOptions, match=message):
         fn(text)
+
+
+def test_gpus_are_all_or_indices_and_uuids() -> None:
+    assert parse_gpus("all") is None
+    assert parse_gpus("0,2,0") == ["0", "2"]
+    assert parse_gpus("GPU-8e2c0d5a-1b2c,MIG-3f4e") == ["GPU-8e2c0d5a-1b2c", "MIG-3f4e"]
+    for bad in ("", "first", "0,gpu1", "-1"):
+        with pytest.raises(InvalidOptions, match="--gpus must be all or a comma list"):
+            parse_gpus(bad)
+    assert SweepOptions(gpus=["1"]).with_cpus([0]).gpus == ["1"] and "gpus" in SweepOptions.RESUME_FIXED_FIELDS
 
 
 def test_cpus_default_and_limits() -> None:
@@ -154,7 +160,7 @@ def test_boundary_keeps_a_valid_document_and_rejects_everything_else() -> None:
     good = _solver_doc()
     s = spec()
     kept = documents.accept_output(s, good, "", 0)
-    assert kept.problem is None and kept.doc["status"] == "ok"
+    assert kept.rejection is None and kept.doc["status"] == "ok"
 
     cases = {
         "truncated": (good[: len(good) // 2], 0, {}, "output rejected (not JSON"),
@@ -167,7 +173,7 @@ def test_boundary_keeps_a_valid_document_and_rejects_everything_else() -> None:
     }
     for name, (stdout, code, flags, message) in cases.items():
         res = documents.accept_output(s, stdout, "Traceback ...\nboom", code, **flags)
-        assert res.problem is not None and message in res.problem, (name, res.problem)
+        assert res.rejection is not None and message in res.rejection, (name, res.rejection)
         doc = schema.validate(res.doc)  # stored failures are schema-valid documents
         assert doc["status"] == "failed" and doc["framework"] == "numpy"
         assert {(r["dim"], r["variant"]) for r in doc["results"]} == {(d, v) for d in (2, 5) for v in ("loop", "fused")}
@@ -178,20 +184,21 @@ def test_boundary_keeps_a_valid_document_and_rejects_everything_else() -> None:
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     doc = documents.synthetic_document(spec(), "unavailable", "no GPU")
-    documents.write_document(tmp_path / "x.json", doc)
+    RunDir(tmp_path).write_document("x", doc)
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
     assert schema.loads((tmp_path / "x.json").read_text())["error"] == "no GPU"
     assert oct((tmp_path / "x.json").stat().st_mode & 0o777) == "0o644"
 
 
 def test_second_orchestrator_on_the_same_directory_is_refused(tmp_path: Path) -> None:
-    with locked(tmp_path):
-        with pytest.raises(RunDirLocked, match=f"pid {os.getpid()}"), locked(tmp_path):
+    run_dir = RunDir(tmp_path)
+    with run_dir.locked():
+        with pytest.raises(RunDirLocked, match=f"pid {os.getpid()}"), run_dir.locked():
             pass
         r = gdbench("run", "--backend", "local", "--frameworks", "numpy", *SMALL, "--resume", str(tmp_path), timeout=60)
     assert r.returncode == 2 and "no manifest.json" in r.stderr  # resume needs a run there
     (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "x", "sweep": {}}))
-    with locked(tmp_path):
+    with run_dir.locked():
         r = gdbench("run", "--backend", "local", "--frameworks", "numpy", "--resume", str(tmp_path), timeout=60)
     assert r.returncode == 5 and "in use by another gdbench run" in r.stderr, r.stderr
 
@@ -269,3 +276,21 @@ def test_report_and_compare_are_registered() -> None:
     assert r.returncode == 0 and "report" in r.stdout and "compare" in r.stdout and "doctor" in r.stdout
     r = gdbench("report", "--help", timeout=60)
     assert r.returncode == 0 and "--out" in r.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_guard_obeys_the_first_signal_only(sig: signal.Signals) -> None:
+    """Real signals to this process: the first one raises, later ones during cleanup do not; handlers come back."""
+    before = signal.getsignal(sig)
+    expected = KeyboardInterrupt if sig == signal.SIGINT else Interrupted
+    cleaned = False
+    with pytest.raises(expected), signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the signal is handled before this returns
+        finally:
+            for _ in range(3):  # Ctrl-C hammered while the container is being removed
+                os.kill(os.getpid(), sig)
+            time.sleep(0.05)
+            cleaned = True
+    assert cleaned and signal.getsignal(sig) is before

@@ -18,66 +18,37 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compose import ComposeFile, load_compose
-from orchestrator.dockerhost import LABEL_MANAGED, LABEL_RUN, DockerHost
-from orchestrator.errors import GdbenchError
+from orchestrator import gpuhost
+from orchestrator.compose import ComposeFile
+from orchestrator.dockerhost import DockerBackend, DockerEngine
+from orchestrator.errors import GdbenchError, GpuUnavailable
+from orchestrator.labels import MANAGED as LABEL_MANAGED
+from orchestrator.labels import RUN as LABEL_RUN
 from orchestrator.merge import load_runs
-from orchestrator.runner import locked, plan
+from orchestrator.planner import plan
+from orchestrator.rundir import RunDir
 from orchestrator.spec import RunSpec, SweepOptions
 from solvers import registry, schema
-from tests.conftest import ROOT, docker_unusable
+from tests.conftest import ROOT, SMALL, docker_unusable, gdbench
 
 pytestmark = pytest.mark.docker
-
-SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
-
-
-@pytest.fixture(scope="module")
-def compose() -> ComposeFile:
-    try:
-        return load_compose(os.environ.get("GDBENCH_COMPOSE") or ROOT / "compose.yaml")
-    except GdbenchError as exc:
-        docker_unusable(str(exc))
-        raise
-
-
-def _require_images(host: DockerHost, compose: ComposeFile, frameworks: list[str]) -> None:
-    missing = [compose.service_for(fw, "cpu").image for fw in frameworks
-               if host.image(compose.service_for(fw, "cpu").image) is None]
-    if missing:
-        docker_unusable(f"CPU image(s) not built: {', '.join(missing)} (make images)")
-
-
-@pytest.fixture(scope="module")
-def all_images(host: DockerHost, compose: ComposeFile) -> None:
-    _require_images(host, compose, list(registry.FRAMEWORKS))
-
-
-@pytest.fixture(scope="module")
-def numpy_image(host: DockerHost, compose: ComposeFile) -> None:
-    _require_images(host, compose, ["numpy"])
-
-
-def gdbench(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def created_containers(host: DockerHost, since: dt.datetime, until: dt.datetime, *labels: str) -> list:
+def created_containers(engine: DockerEngine, since: dt.datetime, until: dt.datetime, *labels: str) -> list:
     """Container ``create`` events for gdbench-labelled containers in a time window (the daemon's own record)."""
     label_list = [f"{LABEL_MANAGED}=1", *labels]  # a list: docker-py wraps anything else as one value
-    events = host.client.events(since=since - dt.timedelta(seconds=1), until=until + dt.timedelta(seconds=1),
+    events = engine.client.events(since=since - dt.timedelta(seconds=1), until=until + dt.timedelta(seconds=1),
                                 filters={"type": "container", "event": "create", "label": label_list}, decode=True)
     return [e["Actor"]["Attributes"].get("name") for e in events]
 
 
 # ---------------------------------------------------------------------------------------- the full sweep
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, host: DockerHost, compose: ComposeFile, all_images) -> dict:
+def sweep(tmp_path_factory, engine: DockerEngine, compose: ComposeFile, all_images) -> dict:
     """One small sweep over every framework, CPU and GPU, shared by the tests below."""
     out = tmp_path_factory.mktemp("sweep") / "run"
     t0 = _now()
@@ -87,10 +58,10 @@ def sweep(tmp_path_factory, host: DockerHost, compose: ComposeFile, all_images) 
     return {"result": r, "out": out, "manifest": manifest, "t0": t0, "t1": t1}
 
 
-def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, compose: ComposeFile,
+def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine, compose: ComposeFile,
                                                tmp_path: Path) -> None:
     r, out, manifest = sweep["result"], sweep["out"], sweep["manifest"]
-    facts = host.facts()
+    facts = engine.facts()
     statuses = {c["status"] for c in manifest["containers"]}
     assert "failed" not in statuses, r.stderr
     assert r.returncode == (3 if "unavailable" in statuses else 0), r.stderr
@@ -138,17 +109,20 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, host: DockerHost, co
             assert doc["provenance"]["image"]["labels"]["io.gdbench.framework"] == c["framework"]
             t = c["timings"]
             assert 0 < t["process_s"] < t["wall_s"] and t["overhead_s"] >= 0
+            load = c["host_load"]  # the engine is this machine's: its load and steal describe the containers' host
+            assert load["source"].startswith("this machine") and len(load["loadavg_start"]) == 3
+            assert load["steal_s"] is None or load["steal_s"] >= 0
     assert manifest["overhead"]["containers"] == len(registry.FRAMEWORKS)
 
     # Every started container was removed, and exactly the CPU ones were ever created.
-    assert host.managed_containers(manifest["run_id"]) == []
-    created = created_containers(host, sweep["t0"], sweep["t1"], f"{LABEL_RUN}={manifest['run_id']}")
+    assert engine.managed_containers(manifest["run_id"]) == []
+    created = created_containers(engine, sweep["t0"], sweep["t1"], f"{LABEL_RUN}={manifest['run_id']}")
     expected = len(keys) if facts.nvidia_runtime else len(registry.FRAMEWORKS)
     assert len(created) == expected, created
 
 
-def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, host: DockerHost) -> None:
-    if host.facts().nvidia_runtime:
+def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, engine: DockerEngine) -> None:
+    if engine.facts().nvidia_runtime:
         pytest.skip("this Docker host has the NVIDIA runtime")
     r, out, manifest = sweep["result"], sweep["out"], sweep["manifest"]
     line = "GPU requested but this Docker host has no NVIDIA runtime"
@@ -163,11 +137,11 @@ def test_gpu_on_a_host_without_nvidia_runtime_is_unavailable(sweep: dict, host: 
     assert all(c["status"] != "failed" and c["rows_ok"] > 0 for c in manifest["containers"] if c["device"] == "cpu")
 
 
-def test_devices_auto_means_cpu_without_nvidia_runtime(host: DockerHost, compose: ComposeFile, tmp_path: Path,
+def test_devices_auto_means_cpu_without_nvidia_runtime(engine: DockerEngine, compose: ComposeFile, tmp_path: Path,
                                                        all_images) -> None:
-    sweep = plan(SweepOptions(devices=["auto"]), tmp_path, compose=compose, docker_host=host)
+    sweep = plan(SweepOptions(devices=["auto"]), RunDir(tmp_path), DockerBackend(engine, compose, gpuhost.probe()))
     devices = {p.spec.framework: p.spec.device for p in sweep.planned}
-    if host.facts().nvidia_runtime:
+    if engine.facts().nvidia_runtime:
         assert devices["torch"] == "gpu" and devices["numpy"] == "cpu"
     else:
         assert set(devices.values()) == {"cpu"} and set(devices) == set(registry.FRAMEWORKS)
@@ -175,7 +149,7 @@ def test_devices_auto_means_cpu_without_nvidia_runtime(host: DockerHost, compose
 
 
 # --------------------------------------------------------------------------------- refusals up front
-def test_bad_options_and_missing_parts_start_no_container(host: DockerHost, compose: ComposeFile, tmp_path: Path,
+def test_bad_options_and_missing_parts_start_no_container(engine: DockerEngine, compose: ComposeFile, tmp_path: Path,
                                                           numpy_image) -> None:
     broken = tmp_path / "compose.yaml"
     broken.write_text("services:\n  numpy:\n    image: gdbench/numpy:not-built-cpu\n")
@@ -196,13 +170,13 @@ def test_bad_options_and_missing_parts_start_no_container(host: DockerHost, comp
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
         assert not (out / "manifest.json").exists()
-    assert created_containers(host, t0, _now(), mark) == []
+    assert created_containers(engine, t0, _now(), mark) == []
     # The same label on a run that does start proves the check sees what it should.
     t1 = _now()
     ok = gdbench("run", *SMALL, "--label", mark, "--frameworks", "numpy", "--devices", "cpu", "--out",
                  str(tmp_path / "ok"), timeout=300)
     assert ok.returncode == 0, ok.stderr
-    assert len(created_containers(host, t1, _now(), mark)) == 1
+    assert len(created_containers(engine, t1, _now(), mark)) == 1
 
 
 def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path) -> None:
@@ -216,15 +190,15 @@ def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- hardening
-def test_containers_are_hardened(host: DockerHost, compose: ComposeFile, numpy_image) -> None:
+def test_containers_are_hardened(engine: DockerEngine, compose: ComposeFile, numpy_image) -> None:
     svc = compose.service_for("numpy", "cpu")
-    image = host.require_image(svc)
+    image = engine.require_image(svc)
     spec = RunSpec(framework="numpy", device="cpu", image=svc.image, flavour="cpu", dims=[2], variants=["loop"],
                    n=100, iters=5, repeats=1, dtype="float64", seed=0, lr=1e-3, threads=1, cpuset=[0],
                    timeout_s=60, mem_limit="1g", pids_limit=256, run_id="hardening-test")
-    container = host.create(spec, image, gpu=False)
+    container = engine.create(spec, image, gpu=False)
     try:
-        attrs = host.client.api.inspect_container(container.id)
+        attrs = engine.client.api.inspect_container(container.id)
     finally:
         container.remove(force=True)
     hc, cfg = attrs["HostConfig"], attrs["Config"]
@@ -252,9 +226,9 @@ def test_containers_are_hardened(host: DockerHost, compose: ComposeFile, numpy_i
              "ifaces = sorted(n for _, n in socket.if_nameindex())\n"
              "print(os.getuid(), st['CapEff'].strip(), st['NoNewPrivs'].strip(), can_write('/opt/x'),"
              " can_write('/tmp/x'), ','.join(ifaces), sorted(os.sched_getaffinity(0)))\n")
-    config = host.container_config(spec, image, gpu=False)
+    config = engine.container_config(spec, image, gpu=False)
     config.update(entrypoint=["python", "-c", probe], command=[], name=None)
-    c = host.client.containers.run(**{**config, "detach": True})
+    c = engine.client.containers.run(**{**config, "detach": True})
     try:
         assert c.wait(timeout=120)["StatusCode"] == 0, c.logs().decode()
         uid, capeff, nnp, root_w, tmp_w, ifaces, cpus = c.logs(stderr=False).decode().split(maxsplit=6)
@@ -265,8 +239,50 @@ def test_containers_are_hardened(host: DockerHost, compose: ComposeFile, numpy_i
     assert ifaces == "lo" and cpus.strip() == "[0]"
 
 
+def _numpy_spec(compose: ComposeFile, **kw) -> RunSpec:
+    svc = compose.service_for("numpy", "cpu")
+    base = dict(framework="numpy", device="cpu", image=svc.image, flavour="cpu", dims=[2], variants=["loop"], n=100,
+                iters=5, repeats=1, dtype="float64", seed=0, lr=1e-3, threads=1, cpuset=[0], timeout_s=60,
+                mem_limit="1g", pids_limit=256, run_id=f"gpu-request-{os.getpid()}")
+    return RunSpec(**{**base, **kw})
+
+
+def test_gpu_request_names_every_gpu_or_exactly_the_ones_asked(engine: DockerEngine, compose: ComposeFile,
+                                                               numpy_image) -> None:
+    """What the engine is asked for (created, never started: a create succeeds without the NVIDIA runtime)."""
+    image = engine.require_image(compose.service_for("numpy", "cpu"))
+    seen = {}
+    for gpus in (None, ["0", "GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"]):
+        container = engine.create(_numpy_spec(compose, device="gpu", gpus=gpus), image, gpu=True)
+        try:
+            seen[bool(gpus)] = engine.client.api.inspect_container(container.id)["HostConfig"]["DeviceRequests"]
+        finally:
+            container.remove(force=True)
+    (every,), (chosen,) = seen[False], seen[True]
+    if engine.facts().use_cdi:
+        assert every["DeviceIDs"] == ["nvidia.com/gpu=all"]
+        assert chosen["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"]
+    else:
+        assert every["Count"] == -1 and not every.get("DeviceIDs") and every["Capabilities"] == [["gpu"]]
+        assert chosen["DeviceIDs"] == ["0", "GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"] and not chosen["Count"]
+
+
+def test_engine_refusing_a_gpu_is_unavailable_and_any_other_refusal_is_not(engine: DockerEngine,
+                                                                          compose: ComposeFile, numpy_image) -> None:
+    if engine.facts().nvidia_runtime:
+        pytest.skip("this Docker host can start GPU containers")
+    image = engine.require_image(compose.service_for("numpy", "cpu"))
+    with pytest.raises(GpuUnavailable, match="could not select device driver"):
+        engine.run(_numpy_spec(compose, device="gpu"), image, gpu=True, on_line=lambda _: None)
+    # A refusal with nothing to do with GPUs (a cpuset the machine lacks) stays a plain refusal.
+    with pytest.raises(GdbenchError) as refused:
+        engine.run(_numpy_spec(compose, cpuset=[511]), image, gpu=False, on_line=lambda _: None)
+    assert not isinstance(refused.value, GpuUnavailable)
+    assert engine.managed_containers(_numpy_spec(compose).run_id) == []
+
+
 # --------------------------------------------------------------------------- failures become documents
-def test_timeout_and_oom_become_failed_documents(host: DockerHost, tmp_path: Path, numpy_image) -> None:
+def test_timeout_and_oom_become_failed_documents(engine: DockerEngine, tmp_path: Path, numpy_image) -> None:
     slow = tmp_path / "slow"
     r = gdbench("run", "--frameworks", "numpy", "--devices", "cpu", "--dims", "100", "--n", "100000",
                 "--iters", "100000", "--timeout", "4", "--out", str(slow))
@@ -286,10 +302,10 @@ def test_timeout_and_oom_become_failed_documents(host: DockerHost, tmp_path: Pat
     rec = json.loads((big / "manifest.json").read_text())["containers"][0]
     assert rec["oom_killed"] is True
     for run in (slow, big):
-        assert host.managed_containers(json.loads((run / "manifest.json").read_text())["run_id"]) == []
+        assert engine.managed_containers(json.loads((run / "manifest.json").read_text())["run_id"]) == []
 
 
-def test_sigterm_removes_the_running_container_and_keeps_the_run(host: DockerHost, tmp_path: Path,
+def test_sigterm_removes_the_running_container_and_keeps_the_run(engine: DockerEngine, tmp_path: Path,
                                                                  numpy_image) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "--frameworks", "numpy", "--devices",
@@ -300,7 +316,7 @@ def test_sigterm_removes_the_running_container_and_keeps_the_run(host: DockerHos
         while time.monotonic() < deadline:
             if run_id is None and (out / "manifest.json").exists():
                 run_id = json.loads((out / "manifest.json").read_text())["run_id"]
-            if run_id and any(c["status"] == "running" for c in host.managed_containers(run_id)):
+            if run_id and any(c["status"] == "running" for c in engine.managed_containers(run_id)):
                 break
             time.sleep(0.2)
         else:
@@ -315,17 +331,17 @@ def test_sigterm_removes_the_running_container_and_keeps_the_run(host: DockerHos
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["containers"][0]["status"] == "interrupted"
     assert not (out / "numpy-cpu.json").exists()  # nothing half-measured is stored
-    assert host.managed_containers(run_id) == []
-    with locked(out):  # the lock died with the process
+    assert engine.managed_containers(run_id) == []
+    with RunDir(out).locked():  # the lock died with the process
         pass
 
 
 # ------------------------------------------------------------------------------------ doctor and images
-def test_doctor_reports_this_host(host: DockerHost, compose: ComposeFile, all_images) -> None:
+def test_doctor_reports_this_host(engine: DockerEngine, compose: ComposeFile, all_images) -> None:
     r = gdbench("doctor", "--json", timeout=120)
     checks = {c["name"]: c for c in json.loads(r.stdout) if not c["name"].startswith("image ")}
     images = {c["name"].removeprefix("image "): c for c in json.loads(r.stdout) if c["name"].startswith("image ")}
-    facts = host.facts()
+    facts = engine.facts()
     assert checks["docker daemon"]["level"] == "ok" and facts.docker_version in checks["docker daemon"]["detail"]
     assert checks["storage driver"]["detail"] == facts.storage_driver
     if facts.nvidia_runtime:
@@ -336,13 +352,13 @@ def test_doctor_reports_this_host(host: DockerHost, compose: ComposeFile, all_im
     for fw in registry.FRAMEWORKS:
         tag = compose.service_for(fw, "cpu").image
         assert images[tag]["level"] in ("ok", "warning") and "built" in images[tag]["detail"]
-        assert host.image(tag).framework_version in images[tag]["detail"]
+        assert engine.image(tag).framework_version in images[tag]["detail"]
     assert r.returncode == 0, r.stdout  # nothing blocks a CPU sweep here
     table = gdbench("doctor", timeout=120)
     assert "gdbench doctor" in table.stdout and "docker daemon" in table.stdout
 
 
-def test_images_lists_every_compose_service(host: DockerHost, compose: ComposeFile, numpy_image) -> None:
+def test_images_lists_every_compose_service(engine: DockerEngine, compose: ComposeFile, numpy_image) -> None:
     r = gdbench("images", "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {row["service"]: row for row in json.loads(r.stdout)}
@@ -353,10 +369,10 @@ def test_images_lists_every_compose_service(host: DockerHost, compose: ComposeFi
     assert numpy["size_bytes"] > 0
 
 
-def test_images_build_through_the_sdk(host: DockerHost, compose: ComposeFile, tmp_path: Path, numpy_image) -> None:
+def test_images_build_through_the_sdk(engine: DockerEngine, compose: ComposeFile, tmp_path: Path, numpy_image) -> None:
     """``gdbench images --build`` builds a compose service with the classic builder (no compose plugin)."""
     base = compose.service("numpy").build.args["BASE_IMAGE"]
-    if host.image(base) is None:
+    if engine.image(base) is None:
         docker_unusable(f"base image {base} not built (make base-image)")
     tag = f"gdbench-test/numpy:build-{os.getpid()}"
     (tmp_path / "ctx").mkdir()
@@ -371,9 +387,9 @@ def test_images_build_through_the_sdk(host: DockerHost, compose: ComposeFile, tm
         assert r.returncode == 0, r.stderr
         (row,) = json.loads(r.stdout)
         assert row["built"] and row["tag"] == tag and row["framework_version"] == "1.2.3"
-        assert host.image(tag).labels["io.gdbench.flavour"] == "cpu"
+        assert engine.image(tag).labels["io.gdbench.flavour"] == "cpu"
         bad = gdbench("images", "--build", "caffe", "--compose", str(tmp_path / "compose.yaml"))
         assert bad.returncode == 2 and "unknown image 'caffe'" in bad.stderr
     finally:
-        if host.image(tag) is not None:
-            host.client.images.remove(tag, force=True)
+        if engine.image(tag) is not None:
+            engine.client.images.remove(tag, force=True)

@@ -12,7 +12,6 @@ class ContainerResult:
     """What came out of one container, plus where its wall time went (for the start-up overhead)."""
 
     name: str
-    container_id: str | None = None
     exit_code: int | None = None
     oom_killed: bool = False
     timed_out: bool = False
@@ -25,6 +24,8 @@ class ContainerResult:
     first_line_s: float | None = None  # process start → first stderr line (daemon timestamps)
     wall_s: float | None = None  # create → output in hand
     remove_s: float | None = None
+    #: Times the kernel took the CPU from the solver process (local backend only: the child's rusage).
+    involuntary_ctx_switches: int | None = None
 
     @property
     def overhead_s(self) -> float | None:

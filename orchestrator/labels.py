@@ -1,0 +1,22 @@
+"""The ``io.gdbench.*`` label keys, spelled once: on the containers gdbench starts and on the images it runs.
+
+Container labels let ``gdbench clean`` / ``doctor`` find what a run left behind; image labels carry the pinned
+versions the image was built with (set by the Dockerfiles, read here for provenance and the CUDA check).
+"""
+
+from __future__ import annotations
+
+PREFIX = "io.gdbench."
+
+#: On every container gdbench starts; a user's ``--label`` may not set them.
+MANAGED = PREFIX + "managed"
+RUN = PREFIX + "run"
+CONTAINER = PREFIX + "container"
+RESERVED = (MANAGED, RUN, CONTAINER)
+
+#: On every gdbench image (written by images/*/Dockerfile).
+FRAMEWORK = PREFIX + "framework"
+FRAMEWORK_VERSION = PREFIX + "framework.version"
+FLAVOUR = PREFIX + "flavour"
+CUDA_VERSION = PREFIX + "cuda.version"
+IMAGE = (FRAMEWORK, FRAMEWORK_VERSION, FLAVOUR, CUDA_VERSION)
