@@ -19,7 +19,7 @@ import pandas as pd
 from solvers.schema import ROW_FIELDS
 
 from .errors import InvalidOptions
-from .rundir import MANIFEST, RunDir  # noqa: F401  (MANIFEST: runner still imports the name from here)
+from .rundir import RunDir
 
 MERGED_PARQUET = "results.parquet"
 MERGED_CSV = "results.csv"

@@ -10,9 +10,6 @@ from typing import Any
 
 from .schema import utc_now
 
-#: Kept for callers that still import it from here; the one definition is ``schema.utc_now``.
-collect_time = utc_now
-
 
 def collect_python() -> dict[str, Any]:
     return {
