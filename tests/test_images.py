@@ -25,6 +25,8 @@ from tests.conftest import ROOT, SMALL
 
 FRAMEWORKS = ("numpy", "numba", "jax", "tensorflow", "torch")
 GPU_FRAMEWORKS = ("jax", "tensorflow", "torch")
+#: Every CUDA service compose declares: the three above plus numba (numba-cuda) and cupy (GPU only).
+CUDA_SERVICES = (*(f"{f}-gpu" for f in GPU_FRAMEWORKS), "numba-gpu", "cupy-gpu")
 CORE = ("numpy", "jsonschema", "threadpoolctl", "nvidia-ml-py")
 # The orchestrator's hardening, spelled as docker run flags. /tmp needs `exec`: Docker mounts a tmpfs noexec
 # unless told otherwise, and torch.compile loads the kernels it builds there.
@@ -143,7 +145,7 @@ def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
 
 def test_compose_declares_every_image_consistently_with_the_locks() -> None:
     cf = compose()
-    expected = {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS), "numba-gpu", "cupy-gpu"}
+    expected = {*FRAMEWORKS, *CUDA_SERVICES}
     assert set(cf.services) == expected
     for svc in cf.services.values():
         args = svc.build.args
@@ -173,7 +175,7 @@ def test_docker_compose_accepts_the_file() -> None:
     done = subprocess.run(["docker-compose", "--profile", "gpu", "config", "--services"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert set(done.stdout.split()) == {*FRAMEWORKS, *(f"{f}-gpu" for f in GPU_FRAMEWORKS)}
+    assert set(done.stdout.split()) == {*FRAMEWORKS, *CUDA_SERVICES}
 
 
 # ------------------------------------------------------------------------------------------------- docker
