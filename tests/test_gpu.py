@@ -20,8 +20,8 @@ import pytest
 from solvers import base, metadata, nvml, options, registry, schema
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference
 from solvers.timing import measure
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n", "64", "--iters", "3", "--repeats", "1", "--no-sync-check"]
 
 

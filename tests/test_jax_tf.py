@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,8 @@ from solvers import registry
 from solvers.base import Framework
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, reference
 from solvers.timing import measure
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("jax", "tensorflow")
 VARIANTS = ("loop", "fused")
 #: 275 = 256 + 16 + 3 runs every level of the fused loop's blocks.

@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 from solvers.base import Unavailable  # noqa: E402
 from solvers.frameworks import torch_  # noqa: E402
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FW = torch_.FRAMEWORK
 HAS_GPU = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no GPU")])]

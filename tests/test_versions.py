@@ -13,8 +13,7 @@ import yaml
 
 from orchestrator import compose_edit, versions
 from orchestrator.errors import ComposeError, GdbenchError, InvalidOptions
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize(("text", "message"), [
