@@ -127,7 +127,11 @@ class LoopSolver(_Base):
 
 
 class FusedSolver(_Base):
-    """The whole fixed-iteration loop as one XLA program over the augmented, transposed design matrix."""
+    """The whole fixed-iteration loop as one XLA program over the augmented, transposed design matrix.
+
+    A deliberate twin of ``tensorflow_.FusedSolver``: both hand XLA the same [Xᵀ; 1ᵀ] layout and step size, so
+    the two frameworks compile the same problem; only the device-put and the loop spelling differ.
+    """
 
     relayout = "A = [Xᵀ; 1ᵀ]"
 
