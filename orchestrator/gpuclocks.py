@@ -6,7 +6,8 @@ application clocks ``-ac`` on boards without locked clocks), ``gdbench gpu unloc
 write what they ran to a small JSON record (``record_path()``) that a later run picks up and stores in its
 provenance (``record_env()``: passed to the solver as ``GDBENCH_GPU_CLOCKS``, read by ``solvers.nvml``).
 
-Without nvidia-smi or a GPU every command prints one line and exits with the environment error (5).
+Without nvidia-smi or a GPU every command raises ``NoGpu``: the CLI's one error path prints one line
+and exits with the environment error (5).
 """
 
 from __future__ import annotations
@@ -183,11 +184,6 @@ gpu_app = typer.Typer(help="Host GPUs: clocks, persistence, MIG; lock or unlock 
                       invoke_without_command=True, no_args_is_help=False)
 
 
-def _refuse(exc: GdbenchError) -> typer.Exit:
-    typer.echo(f"error: {exc.message}" + (f" — fix: {exc.fix}" if exc.fix else ""), err=True)
-    return typer.Exit(exc.exit_code)
-
-
 def _show(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
@@ -197,10 +193,7 @@ def gpu_command(ctx: typer.Context) -> None:
     """Show each GPU's current/application/max clocks, persistence and MIG mode (JSON), and the last lock."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        _show({"gpus": status(), "clock_record": read_record()})
-    except GdbenchError as exc:
-        raise _refuse(exc) from None
+    _show({"gpus": status(), "clock_record": read_record()})
 
 
 @gpu_app.command("lock")
@@ -211,10 +204,7 @@ def lock_command(
     index: Annotated[int | None, typer.Option("--index", "-i", help="one GPU", show_default="all")] = None,
 ) -> None:
     """Lock SM and memory clocks with nvidia-smi (root) and record what was run."""
-    try:
-        _show(lock(sm, mem, index))
-    except GdbenchError as exc:
-        raise _refuse(exc) from None
+    _show(lock(sm, mem, index))
 
 
 @gpu_app.command("unlock")
@@ -222,7 +212,4 @@ def unlock_command(
     index: Annotated[int | None, typer.Option("--index", "-i", help="one GPU", show_default="all")] = None,
 ) -> None:
     """Reset the clocks to the driver's defaults with nvidia-smi (root) and record it."""
-    try:
-        _show(unlock(index))
-    except GdbenchError as exc:
-        raise _refuse(exc) from None
+    _show(unlock(index))

@@ -229,18 +229,19 @@ def test_energy_and_sample_summaries_from_counter_readings() -> None:
 
 
 @pytest.mark.parametrize("args", [["gpu"], ["gpu", "lock", "--sm", "1200", "--mem", "2600"], ["gpu", "unlock"]])
-def test_gdbench_gpu_without_a_gpu_is_one_line_and_exit_5(args: list[str], tmp_path: Path) -> None:
+def test_gdbench_gpu_without_a_gpu_is_one_line_and_exit_5(args: list[str], tmp_path: Path, capfd,
+                                                          monkeypatch) -> None:
     if shutil.which("nvidia-smi") or _nvml_usable():
         pytest.skip("nvidia-smi or NVML is present here")
-    from typer.testing import CliRunner
+    from orchestrator.cli import main
 
-    from orchestrator.cli import app
-
-    result = CliRunner(env={"XDG_STATE_HOME": str(tmp_path)}).invoke(app, args)
-    assert result.exit_code == 5, result.output
-    lines = result.stderr.strip().splitlines()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "400")  # one line, however long the fix
+    assert main(args) == 5
+    out, err = capfd.readouterr()
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no NVIDIA GPU visible") and "fix:" in lines[0]
-    assert "Traceback" not in result.output and result.stdout == ""
+    assert "Traceback" not in err and out == ""
     assert not list(tmp_path.iterdir()), "nothing is recorded when nothing ran"
 
 
