@@ -43,6 +43,10 @@ ComposeOpt = Annotated[Path | None, typer.Option("--compose", help="compose file
                                                  "(default: ./compose.yaml, then the gdbench checkout's)")]
 DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_HOST",
                                                help="Docker daemon URL (default: the environment's)")]
+HostsOpt = Annotated[str | None, typer.Option(
+    "--hosts", help="comma list of hosts from the hosts file, or all", show_default="local")]
+HostsFileOpt = Annotated[Path | None, typer.Option(
+    "--hosts-file", help="inventory of Docker engines, one [hosts.NAME] table each", show_default="./hosts.toml")]
 
 
 def _out() -> Console:
@@ -105,9 +109,15 @@ def run_command(
         "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
     docker_url: DockerOpt = None,
+    hosts: HostsOpt = None,
+    hosts_file: HostsFileOpt = None,
+    registry: Annotated[str | None, typer.Option(
+        help="ship images to the hosts through this registry repository (push once, hosts pull) instead of "
+        "streaming them from this machine's engine")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    from .fleet import resolve
     from .planner import resume_options
     from .progress import SweepProgress
     from .rundir import RunDir
@@ -134,8 +144,10 @@ def run_command(
         out = resume
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
+    entries, fleet = resolve(hosts, hosts_file, registry, resume)
     code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
-                              progress=SweepProgress(verbose=verbose), docker_url=docker_url)
+                              progress=SweepProgress(verbose=verbose), docker_url=docker_url, hosts=entries,
+                              fleet=fleet, registry=fleet["registry"] if fleet else None)
     typer.echo(str(run_dir))
     return code
 
