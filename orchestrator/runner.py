@@ -238,8 +238,8 @@ class SweepRunner:
                     continue
                 lost = self._run_one(sweep, item, view, load)
             except (KeyboardInterrupt, Interrupted, _Stopped) as exc:
-                with self._lock:
-                    if len(self.records) == done:
+                with self._lock:  # other hosts may have added records meanwhile: look for this one
+                    if not any(r["key"] == item.spec.key for r in self.records[done:]):
                         self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
                 view.finish("interrupted")
                 if isinstance(exc, _Stopped):
