@@ -253,6 +253,47 @@ def clean_command(docker_url: DockerOpt = None) -> int:
     return EXIT_OK
 
 
+hosts_app = typer.Typer(no_args_is_help=True, help="The Docker engines of hosts.toml.")
+
+
+@hosts_app.command("check")
+def hosts_check_command(
+    hosts: HostsOpt = None,
+    hosts_file: HostsFileOpt = None,
+    compose: ComposeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+) -> int:
+    """One row per host: reachable, engine, OS/kernel, CPUs, NVIDIA runtime, GPUs, driver, CUDA, images."""
+    from rich.table import Table
+
+    from . import inventory
+    from .compose import load_compose
+    from .hostcheck import check_hosts, summary
+
+    entries = inventory.select(inventory.load(hosts_file), hosts or "all")
+    rows = check_hosts(entries, load_compose(str(compose) if compose else None))
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        table = Table(title="gdbench hosts check", title_justify="left")
+        for col in ("host", "reachable", "engine", "OS / kernel", "arch", "CPU", "NVIDIA runtime", "GPUs",
+                    "driver", "CUDA (max)", "images"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(escape(r.name), "[green]yes[/]" if r.reachable else "[red]no[/]", escape(r.engine),
+                          escape(r.os), escape(r.architecture), escape(r.cpu), escape(r.nvidia_runtime),
+                          escape(r.gpus), escape(r.driver), escape(r.cuda), escape(summary(r)))
+        _out().print(table)
+        err = _err()
+        for r in rows:
+            for p in r.problems:
+                err.print(f"{r.name}: {p.level}: {p.name}: {p.detail}" + (f" — fix: {p.fix}" if p.fix else ""),
+                          markup=False, soft_wrap=True)
+    return 1 if any(p.level == "blocker" for r in rows for p in r.problems) else EXIT_OK
+
+
+app.add_typer(hosts_app, name="hosts")
+
 from .gpuclocks import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
 
 app.add_typer(gpu_app, name="gpu")

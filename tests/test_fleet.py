@@ -237,3 +237,24 @@ def test_ctrl_c_stops_and_removes_the_running_container_on_every_host(fleet: Fle
     assert_nothing_left(fleet)
     record("Ctrl-C during a fleet sweep", "SIGINT while a container runs on each of three hosts", "every host's "
            "container stopped and removed; manifest `interrupted`", None, proc.returncode)
+
+
+def test_hosts_check_has_a_row_per_host_with_the_engine_facts_and_the_image_ids(fleet: Fleet, engine: DockerEngine,
+                                                                                compose) -> None:
+    proc = gdbench("hosts", "check", "--hosts-file", str(fleet.hosts_file), "--hosts", "local,tls1,down", "--json")
+    assert proc.returncode == 1, proc.stderr  # down is a blocker
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert list(rows) == ["local", "tls1", "down"]
+    facts = fleet.engines()["tls1"].facts()
+    tls1 = rows["tls1"]
+    assert tls1["reachable"] and tls1["engine"] == f"{facts.docker_version} (API {facts.api_version})"
+    assert tls1["architecture"] == facts.architecture and facts.kernel_version in tls1["os"]
+    assert "unknown" in tls1["gpus"] and tls1["driver"] == "unknown"  # NVML cannot answer for a remote engine
+    tag = compose.service_for("numpy", "cpu").image
+    there = fleet.engines()["tls1"].image(tag)
+    want = "missing" if there is None else ("same id" if there.id == engine.image(tag).id else "other id")
+    assert {i["tag"]: i["state"] for i in tls1["images"]}[tag] == want
+    assert {i["tag"]: i["state"] for i in rows["local"]["images"]}[tag] == "local"
+    assert not rows["down"]["reachable"]
+    (problem,) = rows["down"]["problems"]
+    assert problem["level"] == "blocker" and "host down" in problem["detail"] and problem["fix"]
