@@ -151,6 +151,7 @@ class DockerEngine:
     def __init__(self, client: docker.DockerClient, name: str = "local") -> None:
         self.client = client
         self.name = name
+        self.address = str(client.api.base_url)  # what lines name it by: the inventory's URL where there is one
         self._facts: HostFacts | None = None
 
     @classmethod
@@ -182,7 +183,9 @@ class DockerEngine:
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise hostconn.connect_failure(entry, exc, _connection_fix(exc)) from exc
-        return cls(client, entry.name)
+        engine = cls(client, entry.name)
+        engine.address = entry.address
+        return engine
 
     @property
     def base_url(self) -> str:
@@ -392,7 +395,7 @@ class DockerEngine:
 
     def _lost(self, exc: BaseException, spec: RunSpec) -> HostLost:
         first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        return HostLost(f"host {self.name} ({self.base_url}) stopped answering while {spec.key} ran: {first}",
+        return HostLost(f"host {self.name} ({self.address}) stopped answering while {spec.key} ran: {first}",
                         fix="bring the engine back, then: gdbench run --resume RUN_DIR (reruns what is missing)")
 
     def _remove_stale(self, name: str) -> None:

@@ -8,7 +8,11 @@ messages, so a wrong, expired or refused client certificate reads as that, with 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import docker
@@ -35,14 +39,9 @@ class NoEnvAPIClient(docker.APIClient):
 
 def docker_client(entry: HostEntry, timeout: int = 120) -> docker.DockerClient:
     """A client for ``entry`` (not yet pinged); ``url`` None is the environment's engine (``docker.from_env``)."""
-    url, tls, context = entry.url, None, None
+    url, tls = entry.url, None
     if entry.context:
-        context = docker.context.ContextAPI.get_context(entry.context)
-        if context is None:
-            raise DockerUnavailable(f"host {entry.name}: Docker context {entry.context!r} does not exist",
-                                    fix="list contexts with: docker context ls")
-        url = context.Host
-        tls = context.TLSConfig or None
+        url, tls = _context(entry)
     elif entry.tls is not None:
         tls = docker.tls.TLSConfig(client_cert=(str(entry.tls.cert), str(entry.tls.key)), ca_cert=str(entry.tls.ca),
                                    verify=True)
@@ -63,6 +62,34 @@ def docker_client(entry: HostEntry, timeout: int = 120) -> docker.DockerClient:
         client.api = NoEnvAPIClient(base_url=url, tls=tls, timeout=timeout)
         return client
     return docker.DockerClient(base_url=url, timeout=timeout)
+
+
+def _context(entry: HostEntry) -> tuple[str, docker.tls.TLSConfig | None]:
+    """A Docker context's engine URL and TLS, as ``docker context create`` stored them.
+
+    docker-py finds the contexts folder next to ``config.json`` and sees none when that file does not exist
+    (``docker context create`` does not write it), so the folder under ``$DOCKER_CONFIG`` (or ~/.docker) is
+    read directly in that case: ``contexts/meta/<sha256 of name>/meta.json`` and ``contexts/tls/<same>/docker``.
+    """
+    assert entry.context is not None
+    context = docker.context.ContextAPI.get_context(entry.context)
+    if context is not None and context.Host:
+        return context.Host, context.TLSConfig or None
+    base = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "contexts"
+    digest = hashlib.sha256(entry.context.encode()).hexdigest()
+    try:
+        meta = json.loads((base / "meta" / digest / "meta.json").read_text(encoding="utf-8"))
+        endpoint = meta["Endpoints"]["docker"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DockerUnavailable(f"host {entry.name}: Docker context {entry.context!r} does not exist",
+                                fix="list contexts with: docker context ls") from None
+    certs = base / "tls" / digest / "docker"
+    tls = None
+    if (certs / "cert.pem").is_file():
+        tls = docker.tls.TLSConfig(client_cert=(str(certs / "cert.pem"), str(certs / "key.pem")),
+                                   ca_cert=str(certs / "ca.pem") if (certs / "ca.pem").is_file() else None,
+                                   verify=not endpoint.get("SkipTLSVerify", False))
+    return endpoint["Host"], tls
 
 
 class TlsFragment(NamedTuple):

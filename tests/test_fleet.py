@@ -44,7 +44,7 @@ OUTCOMES: list[dict[str, str]] = []
 
 
 def record(fault: str, how: str, outcome: str, reason: str | None, exit_code: int | str) -> None:
-    shown = re.sub(r"/tmp/\S+?/(pki|gdbe)\S*", "$TMP", reason or "-").replace("|", "\\|")
+    shown = re.sub(r"/tmp/(pytest-of-[^/]+/pytest-\d+|gdbe[^/]+)/[^\s)]*", "$TMP", reason or "-").replace("|", "\\|")
     OUTCOMES.append({"fault": fault, "how": how, "outcome": outcome, "reason": shown, "exit": str(exit_code)})
 
 
@@ -68,7 +68,7 @@ class Fleet:
         self.hosts_file.write_text(
             f'[hosts.local]\nurl = "unix:///var/run/docker.sock"\n\n'
             f'[hosts.tls1]\nurl = "{tls1.tcp_url}"\ncert_path = "{self.good}"\n\n'
-            f'[hosts.sock2]\nurl = "{sock2.socket_url}"\n\n'
+            f'[hosts.sock2]\nurl = "{sock2.socket_url}"\nthreads = 1\n\n'
             f'[hosts.down]\nurl = "unix://{root}/no-engine-here.sock"\n')
 
     def engines(self) -> dict[str, DockerEngine]:
@@ -140,6 +140,9 @@ def test_one_sweep_over_three_engines_ships_images_and_marks_the_unreachable_hos
         assert host["hostname"] == facts[name].hostname != doc["provenance"]["hostname"]  # not the container's
         assert host["kernel"] and host["architecture"] and host["ncpu"]
         assert doc["provenance"]["image"]["id"] == local_id
+    # The inventory's threads for sock2 replace the sweep's default there, and only there.
+    assert docs["numpy-cpu@sock2"]["provenance"]["threads"]["requested"] == 1
+    assert docs["numpy-cpu@tls1"]["provenance"]["threads"]["requested"] == 2
     # Only an engine on this machine (a unix socket) can say its CPU model; a TCP engine cannot.
     assert docs["numpy-cpu"]["provenance"]["host"]["cpu_model"]
     assert docs["numpy-cpu@tls1"]["provenance"]["host"]["cpu_model"] is None
@@ -258,3 +261,63 @@ def test_hosts_check_has_a_row_per_host_with_the_engine_facts_and_the_image_ids(
     assert not rows["down"]["reachable"]
     (problem,) = rows["down"]["problems"]
     assert problem["level"] == "blocker" and "host down" in problem["detail"] and problem["fix"]
+
+
+def _foreign_image(tag: str, architecture: str) -> bytes:
+    """A ``docker save`` archive of a one-empty-layer image whose config says ``architecture``."""
+    import hashlib
+    import io
+    import tarfile
+
+    def tar(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    layer = tar({})
+    config = json.dumps({"architecture": architecture, "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}},
+                        ).encode()
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest_ = json.dumps([{"Config": name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    return tar({"manifest.json": manifest_, name: config, "layer.tar": layer})
+
+
+def test_an_image_for_another_architecture_is_refused_before_shipping(fleet: Fleet, engine: DockerEngine) -> None:
+    from orchestrator.ship import Shipper, ShipRefused
+
+    tag = "gdbench-test/foreign:arm64"
+    list(engine.client.api.load_image(_foreign_image(tag, "arm64")))
+    try:
+        target = fleet.engines()["sock2"]
+        with pytest.raises(ShipRefused) as refused:
+            Shipper(engine).ensure(target, tag)
+        line = refused.value.message
+        assert "\n" not in line and "host sock2" in line and "x86_64" in line and "arm64" in line, line
+        assert target.image(tag) is None  # nothing was sent
+        record("image for another architecture", "an arm64 image shipped to an x86_64 host", "refused before a "
+               "byte moves; that host's cells `unavailable`", line, "-")
+    finally:
+        engine.client.images.remove(tag, force=True)
+
+
+def test_a_docker_context_and_an_insecure_engine_are_hosts_too(fleet: Fleet, tmp_path: Path) -> None:
+    config = tmp_path / "docker-config"
+    subprocess.run(["docker", "--config", str(config), "context", "create", "fleetctx", "--docker",
+                    f"host={fleet.sock2.socket_url}"], check=True, capture_output=True)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('[hosts.viactx]\ncontext = "fleetctx"\n\n[hosts.plain]\nurl = "tcp://127.0.0.1:9"\n'
+                     'insecure = true\n')
+    proc = gdbench("hosts", "check", "--hosts-file", str(hosts), "--hosts", "viactx", "--json",
+                   env={"DOCKER_CONFIG": str(config)})
+    (row,) = json.loads(proc.stdout)
+    assert row["reachable"] and row["engine"].startswith(fleet.engines()["sock2"].facts().docker_version)
+    run = gdbench("run", "--hosts-file", str(hosts), "--hosts", "plain", *TINY, "--out", str(tmp_path / "run"))
+    assert run.returncode == EXIT_UNAVAILABLE, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: host plain")]
+    assert len(warnings) == 1 and "without TLS" in warnings[0]
+    assert documents(tmp_path / "run")["numpy-cpu@plain"]["status"] == "unavailable"
