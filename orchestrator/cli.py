@@ -46,7 +46,7 @@ DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_H
 HostsOpt = Annotated[str | None, typer.Option(
     "--hosts", help="comma list of hosts from the hosts file, or all", show_default="local")]
 HostsFileOpt = Annotated[Path | None, typer.Option(
-    "--hosts-file", help="inventory of Docker engines, one [hosts.NAME] table each", show_default="./hosts.toml")]
+    "--hosts-file", help="inventory of Docker engines: one hosts.NAME table per engine", show_default="./hosts.toml")]
 
 
 def _out() -> Console:
@@ -244,12 +244,18 @@ def images_command(
 
 
 @app.command("clean")
-def clean_command(docker_url: DockerOpt = None) -> int:
-    """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
+def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_file: HostsFileOpt = None) -> int:
+    """Remove every container gdbench labelled (left behind by a killed orchestrator or a lost host)."""
+    from . import inventory
     from .dockerhost import DockerEngine
 
-    removed = DockerEngine.connect(docker_url).remove_containers()
-    _err().print(f"removed {removed} container(s)")
+    if hosts is None and hosts_file is None:
+        removed = DockerEngine.connect(docker_url).remove_containers()
+        _err().print(f"removed {removed} container(s)")
+        return EXIT_OK
+    for entry in inventory.select(inventory.load(hosts_file), hosts or "all"):
+        removed = DockerEngine.for_host(entry).remove_containers()
+        _err().print(f"{entry.name}: removed {removed} container(s)")
     return EXIT_OK
 
 

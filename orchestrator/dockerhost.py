@@ -1,4 +1,5 @@
-"""The only module that talks to Docker (docker SDK for Python); everything else sees typed results.
+"""Where Docker is talked to (docker SDK for Python), with hostconn.py (reaching an engine) and ship.py
+(moving images between engines); everything else sees typed results.
 
 One cohesive boundary, hence its length: ``DockerEngine`` is one connected engine (its facts, images, builds
 and hardened containers; several may exist at once, nothing is kept at module level) and ``DockerBackend`` is
