@@ -38,6 +38,7 @@ from .rundir import RunDir
 from .spec import SweepOptions
 
 if TYPE_CHECKING:
+    from .backend import Backend
     from .inventory import HostEntry
 
 #: Start-up overhead goal per container, beyond the framework's own import time (reported, not asserted).
@@ -333,6 +334,32 @@ class SweepRunner:
         return None
 
 
+def _plan_hosts(opts: SweepOptions, run_dir: RunDir, backends: list[Backend], hosts: list[HostEntry], run_id: str,
+                resume: bool, progress: SweepProgress) -> list[Sweep]:
+    """Plan every host at once: planning ships the images a host lacks, which takes as long as the slowest
+    host, not as long as all of them. The first blocker (in inventory order) stops the whole sweep."""
+    results: list[Sweep | BaseException | None] = [None] * len(backends)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = plan(host_options(opts, hosts[i]), run_dir, backends[i], run_id=run_id, resume=resume,
+                              progress=progress)
+        except BaseException as exc:  # re-raised in the main thread below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True, name=f"gdbench-plan-{h.name}")
+               for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if isinstance(r, Sweep)]
+
+
 def _holds_a_run(run_dir: RunDir) -> InvalidOptions:
     return InvalidOptions(f"{run_dir.path} already holds a gdbench run; continue it with --resume {run_dir.path} "
                           "or choose another --out")
@@ -371,11 +398,10 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
                 raise _holds_a_run(run_dir)
             if resume:
                 run_id = run_dir.run_id()
-            sweeps = []
-            for i, backend in enumerate(backends):
-                host_opts = opts if hosts is None else host_options(opts, hosts[i])
-                sweeps.append(plan(host_opts, run_dir, backend, run_id=run_id, resume=resume, progress=progress))
-                run_id = sweeps[0].run_id
+            if hosts is None:
+                sweeps = [plan(opts, run_dir, backends[0], run_id=run_id, resume=resume, progress=progress)]
+            else:
+                sweeps = _plan_hosts(opts, run_dir, backends, hosts, run_id or new_run_id(), resume, progress)
             for note in (n for sw in sweeps for n in sw.notes):
                 progress.note(note, style="dim")
             with progress:
