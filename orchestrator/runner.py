@@ -113,11 +113,14 @@ class SweepRunner:
     """
 
     def __init__(self, sweep: Sweep | list[Sweep], progress: SweepProgress,
-                 fleet: dict[str, Any] | None = None) -> None:
+                 fleet: dict[str, Any] | None = None, asked: SweepOptions | None = None) -> None:
         self.sweeps = sweep if isinstance(sweep, list) else [sweep]
         self.sweep = self.sweeps[0]
         self.progress = progress
         self.fleet = fleet
+        #: A fleet's manifest keeps the options as asked: each host resolves its own cpuset and threads
+        #: (from its CPUs and its inventory table), again on --resume.
+        self.asked = asked
         self.records: list[dict[str, Any]] = []
         self.manifest: dict[str, Any] = {}
         self._lock = threading.RLock()  # records and manifest, shared by the hosts' workers
@@ -137,7 +140,7 @@ class SweepRunner:
                 "finished_utc": schema.utc_now() if status != "running" else None,
                 "backend": s.backend.name,
                 "compose": s.backend.compose_path,
-                "sweep": s.opts.to_dict(),
+                "sweep": (self.asked or s.opts).to_dict(),
                 "host": s.host_record,
                 "notes": [n for sw in self.sweeps for n in sw.notes],
                 "containers": self.records,
@@ -148,7 +151,8 @@ class SweepRunner:
             })
             if self.fleet is not None:
                 self.manifest["fleet"] = self.fleet
-                self.manifest["hosts"] = {sw.backend.host: sw.host_record for sw in self.sweeps}
+                self.manifest["hosts"] = {sw.backend.host: {**sw.host_record, "threads": sw.opts.threads,
+                                                            "cpuset": sw.opts.cpuset} for sw in self.sweeps}
             s.run_dir.write_manifest(self.manifest)
 
     # -------------------------------------------------------------------- run
@@ -405,7 +409,7 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
             for note in (n for sw in sweeps for n in sw.notes):
                 progress.note(note, style="dim")
             with progress:
-                return SweepRunner(sweeps, progress, fleet).run(), out_dir
+                return SweepRunner(sweeps, progress, fleet, opts if hosts is not None else None).run(), out_dir
     finally:
         for backend in backends:
             backend.close()

@@ -153,6 +153,9 @@ def test_one_sweep_over_three_engines_ships_images_and_marks_the_unreachable_hos
     man = manifest(out)
     assert man["status"] == "complete" and set(man["hosts"]) == {"local", "tls1", "sock2", "down"}
     assert man["fleet"]["hosts"] == ["local", "tls1", "sock2", "down"]
+    # The manifest keeps the sweep as asked; each host resolved its own threads (again so on --resume).
+    assert man["sweep"]["threads"] is None
+    assert (man["hosts"]["sock2"]["threads"], man["hosts"]["tls1"]["threads"]) == (1, 2)
     assert_nothing_left(fleet)
     record("host unreachable at start", "a hosts.toml entry whose socket does not exist", "its cells "
            "`unavailable`, the other hosts ran", down["results"][0]["reason"], proc.returncode)
