@@ -8,8 +8,12 @@ per Docker engine) and ``LocalBackend`` (localrun.py: ``python -m solvers`` subp
 from __future__ import annotations
 
 import os
+import platform
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from solvers.metadata import _cpu_model
 
 from . import gpuhost
 from .errors import InvalidOptions
@@ -28,6 +32,8 @@ class Backend(Protocol):
 
     #: What the manifest records as ``backend``.
     name: str
+    #: The inventory name of the engine (``local`` for this machine's): part of every document's key.
+    host: str
     #: Whether wall time minus the solver process's lifetime is a container start-up cost worth reporting.
     reports_startup_overhead: bool
     #: Whether the engine runs on this machine, so this machine's load average and /proc/stat describe it.
@@ -70,9 +76,24 @@ class Backend(Protocol):
         ...
 
 
-def host_record(facts: dict[str, Any], gpus: gpuhost.HostGpus) -> dict[str, Any]:
-    """The host record both backends write: engine facts (none for local) plus the GPUs NVML lists."""
+def host_record(facts: dict[str, Any], gpus: gpuhost.HostGpus, *, name: str = "local",
+                on_this_machine: bool = True) -> dict[str, Any]:
+    """``provenance.host``: the engine's facts (none for local) plus the GPUs NVML lists on that host.
+
+    Everything comes from the engine or from this machine when the engine runs here, never from inside a
+    container (a container's hostname is random). A remote engine does not say its CPU model, and NVML is
+    not reachable there: those stay None, which the report shows as unknown.
+    """
+    here = on_this_machine
     return {
+        "name": name,
+        "engine_id": facts.get("engine_id"),
+        "hostname": facts.get("hostname") or (socket.gethostname() if here else None),
+        "kernel": facts.get("kernel_version") or (platform.release() if here else None),
+        "os": facts.get("operating_system") or (platform.platform(terse=True) if here else None),
+        "cpu_model": _cpu_model() if here else None,
+        "ncpu": facts.get("ncpu") or (os.cpu_count() if here else None),
+        "architecture": facts.get("architecture") or (platform.machine() if here else None),
         "docker_version": facts.get("docker_version"),
         "api_version": facts.get("api_version"),
         "storage_driver": facts.get("storage_driver"),
@@ -80,11 +101,11 @@ def host_record(facts: dict[str, Any], gpus: gpuhost.HostGpus) -> dict[str, Any]
         "cgroup_driver": facts.get("cgroup_driver"),
         "runtimes": facts.get("runtimes"),
         "nvidia_runtime": facts.get("nvidia_runtime"),
-        "ncpu": facts.get("ncpu") or os.cpu_count(),
         "driver_version": gpus.driver_version,
         "cuda_driver_version": gpus.cuda_driver_version,
         "gpu_name": gpus.gpu_name,
         "gpu_count": len(gpus.gpus),
+        "gpu_source": "nvml" if here else None,
     }
 
 

@@ -43,6 +43,10 @@ ComposeOpt = Annotated[Path | None, typer.Option("--compose", help="compose file
                                                  "(default: ./compose.yaml, then the gdbench checkout's)")]
 DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_HOST",
                                                help="Docker daemon URL (default: the environment's)")]
+HostsOpt = Annotated[str | None, typer.Option(
+    "--hosts", help="comma list of hosts from the hosts file, or all", show_default="local")]
+HostsFileOpt = Annotated[Path | None, typer.Option(
+    "--hosts-file", help="inventory of Docker engines: one hosts.NAME table per engine", show_default="./hosts.toml")]
 
 
 def _out() -> Console:
@@ -105,9 +109,15 @@ def run_command(
         "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
     docker_url: DockerOpt = None,
+    hosts: HostsOpt = None,
+    hosts_file: HostsFileOpt = None,
+    registry: Annotated[str | None, typer.Option(
+        help="ship images to the hosts through this registry repository (push once, hosts pull) instead of "
+        "streaming them from this machine's engine")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    from .fleet import resolve
     from .planner import resume_options
     from .progress import SweepProgress
     from .rundir import RunDir
@@ -134,8 +144,10 @@ def run_command(
         out = resume
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
+    entries, fleet = resolve(hosts, hosts_file, registry, resume)
     code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
-                              progress=SweepProgress(verbose=verbose), docker_url=docker_url)
+                              progress=SweepProgress(verbose=verbose), docker_url=docker_url, hosts=entries,
+                              fleet=fleet, registry=fleet["registry"] if fleet else None)
     typer.echo(str(run_dir))
     return code
 
@@ -232,14 +244,61 @@ def images_command(
 
 
 @app.command("clean")
-def clean_command(docker_url: DockerOpt = None) -> int:
-    """Remove every container gdbench labelled (left behind by a killed orchestrator)."""
+def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_file: HostsFileOpt = None) -> int:
+    """Remove every container gdbench labelled (left behind by a killed orchestrator or a lost host)."""
+    from . import inventory
     from .dockerhost import DockerEngine
 
-    removed = DockerEngine.connect(docker_url).remove_containers()
-    _err().print(f"removed {removed} container(s)")
+    if hosts is None and hosts_file is None:
+        removed = DockerEngine.connect(docker_url).remove_containers()
+        _err().print(f"removed {removed} container(s)")
+        return EXIT_OK
+    for entry in inventory.select(inventory.load(hosts_file), hosts or "all"):
+        removed = DockerEngine.for_host(entry).remove_containers()
+        _err().print(f"{entry.name}: removed {removed} container(s)")
     return EXIT_OK
 
+
+hosts_app = typer.Typer(no_args_is_help=True, help="The Docker engines of hosts.toml.")
+
+
+@hosts_app.command("check")
+def hosts_check_command(
+    hosts: HostsOpt = None,
+    hosts_file: HostsFileOpt = None,
+    compose: ComposeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+) -> int:
+    """One row per host: reachable, engine, OS/kernel, CPUs, NVIDIA runtime, GPUs, driver, CUDA, images."""
+    from rich.table import Table
+
+    from . import inventory
+    from .compose import load_compose
+    from .hostcheck import check_hosts, summary
+
+    entries = inventory.select(inventory.load(hosts_file), hosts or "all")
+    rows = check_hosts(entries, load_compose(str(compose) if compose else None))
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        table = Table(title="gdbench hosts check", title_justify="left")
+        for col in ("host", "reachable", "engine", "OS / kernel", "arch", "CPU", "NVIDIA runtime", "GPUs",
+                    "driver", "CUDA (max)", "images"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(escape(r.name), "[green]yes[/]" if r.reachable else "[red]no[/]", escape(r.engine),
+                          escape(r.os), escape(r.architecture), escape(r.cpu), escape(r.nvidia_runtime),
+                          escape(r.gpus), escape(r.driver), escape(r.cuda), escape(summary(r)))
+        _out().print(table)
+        err = _err()
+        for r in rows:
+            for p in r.problems:
+                err.print(f"{r.name}: {p.level}: {p.name}: {p.detail}" + (f" — fix: {p.fix}" if p.fix else ""),
+                          markup=False, soft_wrap=True)
+    return 1 if any(p.level == "blocker" for r in rows for p in r.problems) else EXIT_OK
+
+
+app.add_typer(hosts_app, name="hosts")
 
 from .gpuclocks import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
 

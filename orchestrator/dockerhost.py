@@ -1,4 +1,5 @@
-"""The only module that talks to Docker (docker SDK for Python); everything else sees typed results.
+"""Where Docker is talked to (docker SDK for Python), with hostconn.py (reaching an engine) and ship.py
+(moving images between engines); everything else sees typed results.
 
 One cohesive boundary, hence its length: ``DockerEngine`` is one connected engine (its facts, images, builds
 and hardened containers; several may exist at once, nothing is kept at module level) and ``DockerBackend`` is
@@ -29,11 +30,13 @@ import requests.exceptions
 from . import backend, gpuhost, labels
 from .compose import ComposeFile, Service
 from .container_result import STDERR_KEEP_LINES, ContainerResult
-from .errors import DockerUnavailable, GdbenchError, GpuUnavailable, ImageMissing
+from .errors import DockerUnavailable, GdbenchError, GpuUnavailable, HostLost, ImageMissing
 from .spec import RunSpec, format_cpuset
 
 if TYPE_CHECKING:
+    from .inventory import HostEntry
     from .planner import Planned
+    from .ship import Shipper
 
 NOBODY = "65534:65534"
 # The only writable path. `exec`, because Docker mounts a tmpfs noexec by default and JITs that load what
@@ -75,6 +78,10 @@ class HostFacts:
     operating_system: str | None = None
     kernel_version: str | None = None
     warnings: list[str] = field(default_factory=list)
+    engine_id: str | None = None
+    hostname: str | None = None
+    architecture: str | None = None  # the engine's machine, as uname says it (x86_64, aarch64)
+    root_dir: str | None = None  # DockerRootDir: with engine_id, tells two engines apart (the ID may be shared)
 
     @property
     def nvidia_runtime(self) -> bool:
@@ -140,10 +147,12 @@ def _connection_fix(exc: BaseException) -> tuple[str, str]:
 
 
 class DockerEngine:
-    """One connected Docker engine; its facts are read once."""
+    """One connected Docker engine; its facts are read once. ``name`` is its inventory name."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, name: str = "local") -> None:
         self.client = client
+        self.name = name
+        self.address = str(client.api.base_url)  # what lines name it by: the inventory's URL where there is one
         self._facts: HostFacts | None = None
 
     @classmethod
@@ -159,6 +168,25 @@ class DockerEngine:
             what, fix = _connection_fix(exc)
             raise DockerUnavailable(f"cannot reach the Docker daemon: {what}", fix=fix) from exc
         return cls(client)
+
+    @classmethod
+    def for_host(cls, entry: HostEntry, timeout: int = 120) -> DockerEngine:
+        """Connect to one inventory entry and ping it; any failure is one line naming the host (and, for TLS,
+        the certificate problem)."""
+        from . import hostconn
+
+        if entry.url is None and entry.context is None:
+            engine = cls.connect(timeout=timeout)
+            engine.name = entry.name
+            return engine
+        try:
+            client = hostconn.docker_client(entry, timeout=timeout)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise hostconn.connect_failure(entry, exc, _connection_fix(exc)) from exc
+        engine = cls(client, entry.name)
+        engine.address = entry.address
+        return engine
 
     @property
     def base_url(self) -> str:
@@ -192,6 +220,10 @@ class DockerEngine:
                 operating_system=info.get("OperatingSystem"),
                 kernel_version=info.get("KernelVersion"),
                 warnings=list(info.get("Warnings") or []),
+                engine_id=info.get("ID") or None,
+                hostname=info.get("Name") or None,
+                architecture=info.get("Architecture") or None,
+                root_dir=info.get("DockerRootDir") or None,
             )
         return self._facts
 
@@ -300,7 +332,11 @@ class DockerEngine:
         """
         result = ContainerResult(name=container_name(spec))
         t0 = time.perf_counter()
-        container = self.create(spec, image, gpu=gpu)
+        try:
+            container = self.create(spec, image, gpu=gpu)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise self._lost(exc, spec) if _is_connection_loss(exc) else \
+                GdbenchError(f"Docker error while creating {spec.key}: {exc}") from exc
         result.create_s = time.perf_counter() - t0
         stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_KEEP_LINES)
         watchdog: threading.Timer | None = None
@@ -345,6 +381,8 @@ class DockerEngine:
             raise
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             self._kill_quietly(container)
+            if _is_connection_loss(exc):
+                raise self._lost(exc, spec) from exc
             raise GdbenchError(f"Docker error while running {spec.key}: {exc}") from exc
         except BaseException:  # KeyboardInterrupt, Interrupted: the container must not outlive us
             self._kill_quietly(container)
@@ -355,6 +393,11 @@ class DockerEngine:
             t2 = time.perf_counter()
             self._remove_quietly(container)
             result.remove_s = time.perf_counter() - t2
+
+    def _lost(self, exc: BaseException, spec: RunSpec) -> HostLost:
+        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        return HostLost(f"host {self.name} ({self.address}) stopped answering while {spec.key} ran: {first}",
+                        fix="bring the engine back, then: gdbench run --resume RUN_DIR (reruns what is missing)")
 
     def _remove_stale(self, name: str) -> None:
         """A container of ours with this name survives only a killed orchestrator (e.g. before --resume)."""
@@ -418,7 +461,22 @@ def gpu_request(gpus: list[str] | None, *, cdi: bool) -> docker.types.DeviceRequ
 
 
 def container_name(spec: RunSpec) -> str:
-    return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-")[:120]
+    """Docker names allow [A-Za-z0-9_.-]: a key's ``@host`` becomes ``-at-``."""
+    return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-").replace("@", "-at-")[:120]
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    """The engine went away (refused, reset, stream cut), as opposed to an answer saying no."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                             ConnectionError)):
+            return True
+        name = seen.__class__.__name__
+        if name in ("ProtocolError", "IncompleteRead", "ReadTimeoutError", "NewConnectionError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _classify(exc: docker.errors.APIError, spec: RunSpec) -> GdbenchError:
@@ -455,16 +513,23 @@ class DockerBackend:
     name = "docker"
     reports_startup_overhead = True
 
-    def __init__(self, engine: DockerEngine, compose: ComposeFile, gpus: gpuhost.HostGpus) -> None:
+    def __init__(self, engine: DockerEngine, compose: ComposeFile, gpus: gpuhost.HostGpus,
+                 shipper: Shipper | None = None) -> None:
         self.engine = engine
         self.compose = compose
         self.gpus = gpus
+        #: Where images come from when this engine lacks them: None for the local engine itself.
+        self.shipper = shipper if shipper is not None and not shipper.same_engine(engine) else None
         self.compose_path = str(compose.path)
         self._images: dict[str, ImageInfo] = {}
 
     @property
     def on_this_machine(self) -> bool:
         return self.engine.on_this_machine
+
+    @property
+    def host(self) -> str:
+        return self.engine.name
 
     def cpus(self) -> list[int]:
         return self.engine.cpus()
@@ -484,7 +549,16 @@ class DockerBackend:
     def prepare(self, item: Planned) -> None:
         """The image must be built; a CUDA image must not need a newer CUDA than the host driver offers."""
         service = self.compose.service_for(item.spec.framework, item.spec.flavour)
-        item.image = self._images[service.image] = self.engine.require_image(service)
+        if self.shipper is not None:
+            from .ship import ShipRefused
+
+            try:
+                item.image = self._images[service.image] = self.shipper.ensure(self.engine, service.image)
+            except ShipRefused as exc:
+                item.preflight = ("unavailable", exc.message + (f" — fix: {exc.fix}" if exc.fix else ""))
+                return
+        else:
+            item.image = self._images[service.image] = self.engine.require_image(service)
         if item.gpu:
             why = gpuhost.cuda_incompatibility(service.image, item.image.cuda_version, self.gpus)
             if why:
@@ -495,7 +569,8 @@ class DockerBackend:
         return self.engine.run(spec, self._images[spec.image], gpu=spec.device == "gpu", on_line=on_line)
 
     def host_record(self) -> dict[str, Any]:
-        return backend.host_record(self.engine.facts().to_dict(), self.gpus)
+        return backend.host_record(self.engine.facts().to_dict(), self.gpus, name=self.engine.name,
+                                   on_this_machine=self.on_this_machine)
 
     def remove_run(self, run_id: str) -> None:
         with contextlib.suppress(Exception):

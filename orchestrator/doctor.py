@@ -7,10 +7,14 @@ refuse). Only blockers make the exit code non-zero.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import gpuhost, labels
 from .errors import GdbenchError
+
+if TYPE_CHECKING:
+    from .compose import ComposeFile
+    from .dockerhost import DockerEngine
 
 OK, WARN, BLOCKER, INFO = "ok", "warning", "blocker", "info"
 
@@ -30,16 +34,20 @@ def _fmt_size(n: int | None) -> str:
     return "-" if not n else f"{n / 1e9:.2f} GB"
 
 
+def gpu_check(gpus: gpuhost.HostGpus) -> Check:
+    """What NVML says about a host's GPUs, driver and newest CUDA (or why it says nothing)."""
+    if gpus.gpus:
+        return Check("host GPUs", OK, f"{len(gpus.gpus)} x {gpus.gpu_name}; driver {gpus.driver_version}, "
+                                      f"supports CUDA up to {gpus.cuda_driver_version}")
+    return Check("host GPUs", INFO, f"none usable ({gpus.error or 'NVML lists no GPU'}); GPU runs will be "
+                                    "recorded as unavailable")
+
+
 def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> list[Check]:
     """Every check, in the order a user would fix them."""
     checks: list[Check] = []
     gpus = gpuhost.probe()
-    if gpus.gpus:
-        checks.append(Check("host GPUs", OK, f"{len(gpus.gpus)} x {gpus.gpu_name}; driver {gpus.driver_version}, "
-                                             f"supports CUDA up to {gpus.cuda_driver_version}"))
-    else:
-        checks.append(Check("host GPUs", INFO, f"none usable ({gpus.error or 'NVML lists no GPU'}); GPU runs will be "
-                                               "recorded as unavailable"))
+    checks.append(gpu_check(gpus))
     compose = None
     try:
         from .compose import load_compose
@@ -56,6 +64,13 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
     except GdbenchError as exc:
         checks.append(Check("docker daemon", BLOCKER, exc.message, exc.fix))
         return checks
+    return checks + engine_checks(engine, compose, gpus)
+
+
+def engine_checks(engine: DockerEngine, compose: ComposeFile | None, gpus: gpuhost.HostGpus, *,
+                  images: bool = True) -> list[Check]:
+    """The checks of one connected engine (``gdbench doctor``'s, and each host's in ``gdbench hosts check``)."""
+    checks: list[Check] = []
     f = engine.facts()
     checks.append(Check("docker daemon", OK, f"server {f.docker_version} (API {f.api_version}), {f.operating_system}, "
                                               f"kernel {f.kernel_version}, {f.ncpu} CPUs"))
@@ -74,7 +89,7 @@ def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> 
                                                      "GPU containers cannot start",
                             "install the NVIDIA Container Toolkit, then: sudo nvidia-ctk runtime configure "
                             "--runtime=docker && sudo systemctl restart docker"))
-    if compose is not None:
+    if compose is not None and images:
         from .images import image_rows
 
         for row in image_rows(compose, engine):

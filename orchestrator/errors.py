@@ -52,6 +52,10 @@ class GpuUnavailable(GdbenchError):
     """The engine refused a GPU request (no NVIDIA runtime, hook or CDI device): no GPU work can run there."""
 
 
+class HostLost(GdbenchError):
+    """The engine stopped answering while a container ran on it (dockerd died, network gone)."""
+
+
 class RunDirLocked(GdbenchError):
     """Another orchestrator holds the output directory."""
 

@@ -32,6 +32,7 @@ class LocalBackend:
     """Child processes on this machine: its CPU affinity, and a GPU when NVML lists one."""
 
     name = "local"
+    host = "local"
     reports_startup_overhead = False  # no container: wall and process time differ by the fork alone
     on_this_machine = True
     compose_path = None

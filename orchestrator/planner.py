@@ -93,7 +93,8 @@ def plan(opts: SweepOptions, run_dir: RunDir, backend: Backend, *, run_id: str |
         for device in _devices(fw, offered, opts.devices, gpu_possible=no_gpu is None, notes=notes):
             gpu = device == "gpu"
             flavour = (opts.flavour or ("cuda" if gpu else "cpu")) if "gpu" in offered else "cpu"
-            spec = RunSpec.from_sweep(opts, fw, device, backend.image_tag(fw, flavour), flavour, run_id)
+            spec = RunSpec.from_sweep(opts, fw, device, backend.image_tag(fw, flavour), flavour, run_id,
+                                      host=backend.host)
             item = Planned(spec=spec, gpu=gpu)
             if spec.key in done:
                 item.resumed = True

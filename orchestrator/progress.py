@@ -39,15 +39,19 @@ def parse_line(line: str) -> tuple[str, dict[str, str]] | None:
 
 
 class SweepProgress:
-    """One bar per container, advanced once per finished (dim, variant)."""
+    """One bar per container, advanced once per finished (dim, variant); one ``HostView`` per host of a fleet.
+
+    The bars share one rich ``Progress`` (safe across threads); each host's view keeps its own current bar, so
+    hosts running in parallel never advance each other's.
+    """
 
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
         self.console = console or stderr_console()
         self.verbose = verbose
-        self.progress = Progress(TextColumn("{task.fields[key]:<18}"), TextColumn("{task.description:<16}"),
+        self.progress = Progress(TextColumn("{task.fields[key]:<24}"), TextColumn("{task.description:<16}"),
                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
                                  transient=False)
-        self._task: TaskID | None = None
+        self._default = HostView(self, None)
 
     def __enter__(self) -> SweepProgress:
         self.progress.start()
@@ -59,13 +63,46 @@ class SweepProgress:
     def note(self, message: str, style: str = "yellow") -> None:
         self.console.print(message, style=style, highlight=False, soft_wrap=True, markup=False)
 
+    def view(self, host: str | None) -> HostView:
+        """The progress of one host (``None``: a single-host sweep, lines unprefixed)."""
+        return HostView(self, host) if host is not None else self._default
+
+    def start(self, key: str, total: int, what: str = "starting") -> None:
+        self._default.start(key, total, what)
+
+    def line(self, line: str) -> None:
+        self._default.line(line)
+
+    def finish(self, status: str, detail: str = "") -> None:
+        self._default.finish(status, detail)
+
+
+class HostView:
+    """The bars and notes of one host; its lines start with ``[host]`` when several hosts run at once."""
+
+    def __init__(self, parent: SweepProgress, host: str | None) -> None:
+        self.parent = parent
+        self.host = host
+        self._task: TaskID | None = None
+
+    @property
+    def progress(self) -> Progress:
+        return self.parent.progress
+
+    def _prefix(self) -> str:
+        return f"[{self.host}] " if self.host else ""
+
+    def note(self, message: str, style: str = "yellow") -> None:
+        self.parent.note(self._prefix() + message, style)
+
     def start(self, key: str, total: int, what: str = "starting") -> None:
         self._task = self.progress.add_task(what, total=total, key=key)
 
     def line(self, line: str) -> None:
         """Feed one stderr line of the running container."""
-        if self.verbose:
-            self.progress.console.print(f"  {line}", style="dim", highlight=False, soft_wrap=True, markup=False)
+        if self.parent.verbose:
+            self.progress.console.print(f"  {self._prefix()}{line}", style="dim", highlight=False, soft_wrap=True,
+                                        markup=False)
         parsed = parse_line(line)
         if parsed is None or self._task is None:
             return
@@ -82,7 +119,7 @@ class SweepProgress:
         style = STATUS_STYLE.get(status, "white")
         self.progress.update(self._task, description=f"[{style}]{status}[/{style}]", completed=task.total)
         if detail:
-            self.note(f"  {task.fields['key']}: {detail}", style=style)
+            self.parent.note(f"  {task.fields['key']}: {detail}", style=style)
         self._task = None
 
 

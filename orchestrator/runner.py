@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solvers import schema
 
@@ -26,13 +27,19 @@ from .errors import (
     EXIT_UNAVAILABLE,
     GdbenchError,
     GpuUnavailable,
+    HostLost,
     Interrupted,
     InvalidOptions,
 )
+from .fleet import host_options
 from .planner import Planned, Sweep, new_run_id, plan
-from .progress import SweepProgress, summary_table
+from .progress import HostView, SweepProgress, summary_table
 from .rundir import RunDir
 from .spec import SweepOptions
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .inventory import HostEntry
 
 #: Start-up overhead goal per container, beyond the framework's own import time (reported, not asserted).
 OVERHEAD_GOAL_S = 2.0
@@ -93,38 +100,60 @@ def _doc_reason(doc: dict[str, Any]) -> str | None:
            f"{first['reason']}"
 
 
-class SweepRunner:
-    """Runs a planned sweep into its run directory."""
+class _Stopped(Exception):
+    """Inside a host's worker thread: the sweep was interrupted while this container ran."""
 
-    def __init__(self, sweep: Sweep, progress: SweepProgress) -> None:
-        self.sweep = sweep
+
+class SweepRunner:
+    """Runs planned sweeps — one per host — into one run directory.
+
+    One host runs in the calling thread, as a single-host sweep always has. Several run in one worker thread
+    per host: on a host containers stay strictly one at a time, while hosts proceed in parallel. Only the
+    main thread receives signals; it then stops every worker and removes every host's running container.
+    """
+
+    def __init__(self, sweep: Sweep | list[Sweep], progress: SweepProgress,
+                 fleet: dict[str, Any] | None = None, asked: SweepOptions | None = None) -> None:
+        self.sweeps = sweep if isinstance(sweep, list) else [sweep]
+        self.sweep = self.sweeps[0]
         self.progress = progress
+        self.fleet = fleet
+        #: A fleet's manifest keeps the options as asked: each host resolves its own cpuset and threads
+        #: (from its CPUs and its inventory table), again on --resume.
+        self.asked = asked
         self.records: list[dict[str, Any]] = []
         self.manifest: dict[str, Any] = {}
-        self.load = hostload.LoadProbe(sweep.backend.on_this_machine)
+        self._lock = threading.RLock()  # records and manifest, shared by the hosts' workers
+        self._stop = threading.Event()
+        self._views = {id(s): progress.view(s.backend.host if len(self.sweeps) > 1 else None) for s in self.sweeps}
 
     # ---------------------------------------------------------------- manifest
     def _write_manifest(self, status: str) -> None:
-        s = self.sweep
-        timed = [r["timings"]["overhead_s"] for r in self.records
-                 if s.backend.reports_startup_overhead and r.get("timings")
-                 and r["timings"].get("overhead_s") is not None]
-        self.manifest.update({
-            "run_id": s.run_id,
-            "status": status,
-            "finished_utc": schema.utc_now() if status != "running" else None,
-            "backend": s.backend.name,
-            "compose": s.backend.compose_path,
-            "sweep": s.opts.to_dict(),
-            "host": s.host_record,
-            "notes": s.notes,
-            "containers": self.records,
-            "overhead": {"goal_s": OVERHEAD_GOAL_S, "mean_s": sum(timed) / len(timed) if timed else None,
-                         "max_s": max(timed) if timed else None, "containers": len(timed),
-                         "definition": "container wall time (create → document in hand) minus the solver "
-                                       "process's own lifetime (daemon StartedAt → FinishedAt)"},
-        })
-        s.run_dir.write_manifest(self.manifest)
+        with self._lock:
+            s = self.sweep
+            timed = [r["timings"]["overhead_s"] for r in self.records
+                     if s.backend.reports_startup_overhead and r.get("timings")
+                     and r["timings"].get("overhead_s") is not None]
+            self.manifest.update({
+                "run_id": s.run_id,
+                "status": status,
+                "finished_utc": schema.utc_now() if status != "running" else None,
+                "backend": s.backend.name,
+                "compose": s.backend.compose_path,
+                "sweep": (self.asked or s.opts).to_dict(),
+                "host": s.host_record,
+                "notes": [n for sw in self.sweeps for n in sw.notes],
+                "containers": self.records,
+                "overhead": {"goal_s": OVERHEAD_GOAL_S, "mean_s": sum(timed) / len(timed) if timed else None,
+                             "max_s": max(timed) if timed else None, "containers": len(timed),
+                             "definition": "container wall time (create → document in hand) minus the solver "
+                                           "process's own lifetime (daemon StartedAt → FinishedAt)"},
+            })
+            if self.fleet is not None:
+                self.manifest["fleet"] = self.fleet
+                self.manifest["hosts"] = {sw.backend.host: {**sw.host_record, "threads": sw.opts.threads,
+                                                            "cpuset": sw.opts.cpuset} for sw in self.sweeps}
+            s.run_dir.write_manifest(self.manifest)
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
@@ -136,27 +165,23 @@ class SweepRunner:
                 self.manifest["started_utc"] = prev.get("started_utc") or self.manifest["started_utc"]
                 self.manifest["resumed_utc"] = schema.utc_now()
         self._write_manifest("running")
-        if s.backend.on_this_machine and (busy := hostload.busy_warning(hostload.loadavg(), s.opts.cpuset or [])):
-            self.progress.note(busy)
+        for sw in self.sweeps:
+            if sw.backend.on_this_machine and (busy := hostload.busy_warning(hostload.loadavg(),
+                                                                             sw.opts.cpuset or [])):
+                self._views[id(sw)].note(busy)
         interrupted: BaseException | None = None
         with signals_as_interrupts() as guard:
             try:
-                for item in s.planned:
-                    done = len(self.records)
-                    try:
-                        self._run_one(item)
-                    except (KeyboardInterrupt, Interrupted):
-                        if len(self.records) == done:
-                            self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
-                        self.progress.finish("interrupted")
-                        raise
-                    finally:
-                        self._write_manifest("running")
+                if len(self.sweeps) == 1:
+                    self._run_host(s)
+                else:
+                    self._run_hosts()
             except (KeyboardInterrupt, Interrupted) as exc:
                 interrupted = exc
             guard.armed = False  # from here on a signal changes nothing: finish the record
             if interrupted is not None:
-                s.backend.remove_run(s.run_id)
+                for sw in self.sweeps:
+                    sw.backend.remove_run(s.run_id)
             self._write_manifest("interrupted" if interrupted else "complete")
             self.progress.progress.stop()
             self.progress.console.print(summary_table(self.records))
@@ -170,6 +195,67 @@ class SweepRunner:
         if "failed" in statuses or "invalid" in statuses:
             return EXIT_FAILED
         return EXIT_UNAVAILABLE if "unavailable" in statuses else EXIT_OK
+
+    def _run_hosts(self) -> None:
+        """One worker thread per host; the main thread waits, and on a signal stops them all."""
+        errors: list[BaseException] = []
+
+        def work(sweep: Sweep) -> None:
+            try:
+                self._run_host(sweep)
+            except BaseException as exc:  # a bug in one worker must not vanish with its thread
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(sw,), name=f"gdbench-{sw.backend.host}", daemon=True)
+                   for sw in self.sweeps]
+        for w in workers:
+            w.start()
+        try:
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(timeout=0.2)
+        except (KeyboardInterrupt, Interrupted):
+            self._stop.set()
+            for sw in self.sweeps:  # ends each host's running container, so its worker returns
+                sw.backend.remove_run(sw.run_id)
+            for w in workers:
+                w.join(timeout=120)
+            raise
+        if errors:
+            raise errors[0]
+
+    def _run_host(self, sweep: Sweep) -> None:
+        """The containers of one host, strictly one after another."""
+        view = self._views[id(sweep)]
+        load = hostload.LoadProbe(sweep.backend.on_this_machine)
+        lost: str | None = None
+        for item in sweep.planned:
+            if self._stop.is_set():
+                return
+            with self._lock:
+                done = len(self.records)
+            try:
+                if lost is not None and not item.resumed:
+                    # No document: the run directory lacks it, so --resume runs it once the host is back.
+                    view.start(item.spec.key, 1)
+                    view.finish("unavailable", lost)
+                    self._add(self._record(item, "unavailable", lost))
+                    continue
+                lost = self._run_one(sweep, item, view, load)
+            except (KeyboardInterrupt, Interrupted, _Stopped) as exc:
+                with self._lock:  # other hosts may have added records meanwhile: look for this one
+                    if not any(r["key"] == item.spec.key for r in self.records[done:]):
+                        self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
+                view.finish("interrupted")
+                if isinstance(exc, _Stopped):
+                    return
+                raise
+            finally:
+                self._write_manifest("running")
+
+    def _add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.records.append(record)
 
     def _print_overhead(self) -> None:
         ov = self.manifest.get("overhead") or {}
@@ -185,6 +271,7 @@ class SweepRunner:
         spec = item.spec
         rec: dict[str, Any] = {
             "key": spec.key, "framework": spec.framework, "device": spec.device, "flavour": spec.flavour,
+            "host": spec.host,
             "status": status, "reason": reason, "document": f"{spec.key}.json" if doc is not None else None,
             "image": item.image.provenance() if item.image else ({"tag": spec.image} if spec.image else None),
             "resumed": item.resumed,
@@ -200,47 +287,81 @@ class SweepRunner:
             rec.update(_row_stats(doc))
         return rec
 
-    def _store(self, item: Planned, doc: dict[str, Any]) -> None:
-        documents.attach_provenance(doc, item.image_provenance(), self.sweep.host_record, item.gpu_request)
-        self.sweep.run_dir.write_document(item.spec.key, doc)
+    def _store(self, sweep: Sweep, item: Planned, doc: dict[str, Any]) -> None:
+        documents.attach_provenance(doc, item.image_provenance(), sweep.host_record, item.gpu_request)
+        sweep.run_dir.write_document(item.spec.key, doc)
 
-    def _not_run(self, item: Planned, status: str, reason: str, *, refused: bool = False,
-                 host_load: dict[str, Any] | None = None) -> None:
+    def _not_run(self, sweep: Sweep, item: Planned, view: HostView, status: str, reason: str, *,
+                 refused: bool = False, host_load: dict[str, Any] | None = None) -> None:
         """Store a document for a container decided not to run, or one the engine refused (reason shown)."""
         doc = documents.synthetic_document(item.spec, status, reason, None, item.framework_version)
-        self._store(item, doc)
-        self.progress.finish(status, reason if refused else "")
-        self.records.append(self._record(item, status, reason, doc=doc, host_load=host_load))
+        self._store(sweep, item, doc)
+        view.finish(status, reason if refused else "")
+        self._add(self._record(item, status, reason, doc=doc, host_load=host_load))
 
-    def _run_one(self, item: Planned) -> None:
+    def _run_one(self, sweep: Sweep, item: Planned, view: HostView, load: hostload.LoadProbe) -> str | None:
+        """One container; returns why the host is lost when it stopped answering, else None."""
         spec = item.spec
-        self.progress.start(spec.key, len(spec.dims) * len(spec.variants))
+        view.start(spec.key, len(spec.dims) * len(spec.variants))
         if item.resumed:
-            doc = self.sweep.run_dir.read_document(spec.key)
-            self.progress.finish("skipped", "already in the run directory (resumed)")
+            doc = sweep.run_dir.read_document(spec.key)
+            view.finish("skipped", "already in the run directory (resumed)")
             rec = self._record(item, doc["status"], doc.get("error"), doc=doc)
             rec["status_note"] = "resumed"
-            self.records.append(rec)
-            return
+            self._add(rec)
+            return None
         if item.preflight is not None:
-            self._not_run(item, *item.preflight)
-            return
-        self.load.start()
+            self._not_run(sweep, item, view, *item.preflight)
+            return None
+        load.start()
         try:
-            result = self.sweep.backend.run(spec, self.progress.line)
+            result = sweep.backend.run(spec, view.line)
         except GdbenchError as exc:
+            if self._stop.is_set():
+                raise _Stopped from exc
             status = "unavailable" if isinstance(exc, GpuUnavailable) else "failed"
-            self._not_run(item, status, exc.message, refused=True, host_load=self.load.finish(None))
-            return
-        host_load = self.load.finish(result)
+            self._not_run(sweep, item, view, status, exc.message, refused=True, host_load=load.finish(None))
+            if isinstance(exc, HostLost):
+                return f"not run: host {spec.host} was lost earlier in this sweep ({exc.message})"
+            return None
+        if self._stop.is_set():
+            raise _Stopped
+        host_load = load.finish(result)
         accepted = documents.accept_output(spec, result.stdout, result.stderr, result.exit_code,
                                            oom=result.oom_killed, timed_out=result.timed_out,
                                            framework_version=item.framework_version)
         doc = accepted.doc
-        self._store(item, doc)
+        self._store(sweep, item, doc)
         reason = accepted.rejection or _doc_reason(doc)
-        self.progress.finish(doc["status"], reason or "")
-        self.records.append(self._record(item, doc["status"], reason, result, doc, host_load))
+        view.finish(doc["status"], reason or "")
+        self._add(self._record(item, doc["status"], reason, result, doc, host_load))
+        return None
+
+
+def _plan_hosts(opts: SweepOptions, run_dir: RunDir, backends: list[Backend], hosts: list[HostEntry], run_id: str,
+                resume: bool, progress: SweepProgress) -> list[Sweep]:
+    """Plan every host at once: planning ships the images a host lacks, which takes as long as the slowest
+    host, not as long as all of them. The first blocker (in inventory order) stops the whole sweep."""
+    results: list[Sweep | BaseException | None] = [None] * len(backends)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = plan(host_options(opts, hosts[i]), run_dir, backends[i], run_id=run_id, resume=resume,
+                              progress=progress)
+        except BaseException as exc:  # re-raised in the main thread below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True, name=f"gdbench-plan-{h.name}")
+               for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if isinstance(r, Sweep)]
 
 
 def _holds_a_run(run_dir: RunDir) -> InvalidOptions:
@@ -249,11 +370,14 @@ def _holds_a_run(run_dir: RunDir) -> InvalidOptions:
 
 
 def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False, compose_path: str | None = None,
-              progress: SweepProgress | None = None, docker_url: str | None = None) -> tuple[int, Path]:
+              progress: SweepProgress | None = None, docker_url: str | None = None,
+              hosts: list[HostEntry] | None = None, fleet: dict[str, Any] | None = None,
+              registry: str | None = None) -> tuple[int, Path]:
     """Validate, lock the run directory, plan, run. Returns (exit code, run directory).
 
     Options are checked before Docker is contacted and before the directory is created; images, compose
-    services and the cpuset are checked before the first container is created.
+    services and the cpuset are checked before the first container is created. ``hosts`` (inventory
+    entries) makes it a fleet sweep: one backend and one plan per host, all in this one run directory.
     """
     progress = progress or SweepProgress()
     opts.check()
@@ -266,17 +390,26 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
     run_dir = RunDir(out_dir)
     if not resume and run_dir.holds_run():
         raise _holds_a_run(run_dir)
-    backend = open_backend(opts.backend, compose_path=compose_path, docker_url=docker_url)
+    if hosts is None:
+        backends = [open_backend(opts.backend, compose_path=compose_path, docker_url=docker_url)]
+    else:
+        from .fleet import open_backends
+
+        backends = open_backends(hosts, compose_path, registry=registry, note=progress.note)
     try:
         with run_dir.locked():
             if not resume and run_dir.holds_run():  # a run that held the lock finished since the check above
                 raise _holds_a_run(run_dir)
             if resume:
                 run_id = run_dir.run_id()
-            sweep = plan(opts, run_dir, backend, run_id=run_id, resume=resume, progress=progress)
-            for note in sweep.notes:
+            if hosts is None:
+                sweeps = [plan(opts, run_dir, backends[0], run_id=run_id, resume=resume, progress=progress)]
+            else:
+                sweeps = _plan_hosts(opts, run_dir, backends, hosts, run_id or new_run_id(), resume, progress)
+            for note in (n for sw in sweeps for n in sw.notes):
                 progress.note(note, style="dim")
             with progress:
-                return SweepRunner(sweep, progress).run(), out_dir
+                return SweepRunner(sweeps, progress, fleet, opts if hosts is not None else None).run(), out_dir
     finally:
-        backend.close()
+        for backend in backends:
+            backend.close()

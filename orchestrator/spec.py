@@ -233,11 +233,14 @@ class RunSpec:
     sync_check: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     gpus: list[str] | None = None  # GPU device ids for a GPU container; None: all
+    host: str = "local"  # the inventory name of the engine it runs on
 
     @property
     def key(self) -> str:
-        """File stem of this container's document in the run directory."""
-        return f"{self.framework}-{self.device}"
+        """File stem of this container's document in the run directory; a host other than ``local`` adds
+        ``@host`` (e.g. ``numpy-cpu@gpu1``), so one run directory holds a whole fleet."""
+        base = f"{self.framework}-{self.device}"
+        return base if self.host == "local" else f"{base}@{self.host}"
 
     def solver_args(self) -> list[str]:
         """Arguments after ``python -m solvers``: the same for a container and a local process."""
@@ -249,13 +252,13 @@ class RunSpec:
 
     @classmethod
     def from_sweep(cls, opts: SweepOptions, framework: str, device: str, image: str | None, flavour: str,
-                   run_id: str) -> RunSpec:
+                   run_id: str, host: str = "local") -> RunSpec:
         assert opts.threads is not None and opts.cpuset is not None, "call SweepOptions.with_cpus first"
         return cls(framework=framework, device=device, image=image, flavour=flavour, dims=list(opts.dims),
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
-                   sync_check=opts.sync_check, labels=dict(opts.labels),
+                   sync_check=opts.sync_check, labels=dict(opts.labels), host=host,
                    gpus=list(opts.gpus) if opts.gpus is not None and device == "gpu" else None)
 
 

@@ -84,6 +84,7 @@ class Engine:
     _holder: subprocess.Popen | None = None
     _daemon: subprocess.Popen | None = None
     _veth: str | None = None
+    _cmd: list[str] = field(default_factory=list)
     _log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,12 +116,20 @@ class Engine:
             self.tcp_url = f"tcp://{self.ip}:2376"
             listen += ["-H", self.tcp_url, "--tlsverify", "--tlscacert", str(pki.root / "ca.pem"),
                        "--tlscert", str(cert), "--tlskey", str(key)]
-        with open(self._log, "w") as log:
-            proc = subprocess.Popen(
-                ["nsenter", f"--net={netns}", "dockerd", "--data-root", str(self.workdir / "data"),
-                 "--exec-root", str(self.workdir / "exec"), "--pidfile", str(self.workdir / "docker.pid"),
-                 "--bridge", "none", "--iptables=false", "--ip6tables=false", *listen],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._cmd = ["nsenter", f"--net={netns}", "dockerd", "--data-root", str(self.workdir / "data"),
+                     "--exec-root", str(self.workdir / "exec"), "--pidfile", str(self.workdir / "docker.pid"),
+                     "--bridge", "none", "--iptables=false", "--ip6tables=false", *listen]
+        return self._spawn(timeout_s)
+
+    def restart(self, timeout_s: float = 60) -> Engine:
+        """Start dockerd again after ``kill`` (same data-root, namespace and addresses): the host is back."""
+        if self._daemon is not None:
+            self._daemon.wait()
+        return self._spawn(timeout_s)
+
+    def _spawn(self, timeout_s: float) -> Engine:
+        with open(self._log, "a") as log:
+            proc = subprocess.Popen(self._cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid, self._daemon = proc.pid, proc
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

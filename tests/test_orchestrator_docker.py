@@ -33,6 +33,9 @@ from tests.conftest import ROOT, SMALL, docker_unusable, gdbench
 
 pytestmark = pytest.mark.docker
 
+#: Frameworks with a CPU backend (cupy is GPU-only: on a host without GPUs it has no container at all).
+CPU_FRAMEWORKS = [fw for fw in registry.FRAMEWORKS if "cpu" in registry.REGISTRY[fw].devices]
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -70,9 +73,8 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
     assert r.stdout.strip() == str(out)
     assert manifest["status"] == "complete" and manifest["backend"] == "docker"
     keys = [c["key"] for c in manifest["containers"]]
-    gpu_fws = [fw for fw, e in registry.REGISTRY.items() if "gpu" in e.devices]
     assert keys == [f"{fw}-{dev}" for fw in registry.FRAMEWORKS for dev in ("cpu", "gpu")
-                    if dev == "cpu" or fw in gpu_fws]
+                    if dev in registry.REGISTRY[fw].devices]
 
     merged = tmp_path / "merged"
     m = gdbench("merge", str(out), "--out", str(merged), timeout=120)
@@ -84,7 +86,7 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
     bad = cpu_all[(cpu_all.status != "ok") & ~cpu_all.reason.fillna("").str.contains("offers no")]
     assert bad.empty, bad[["framework", "variant", "dim", "reason"]].to_string()  # only variants not offered
     cpu = cpu_all[cpu_all.status == "ok"]
-    assert sorted(set(cpu.framework)) == sorted(registry.FRAMEWORKS)  # every framework measured something
+    assert sorted(set(cpu.framework)) == sorted(CPU_FRAMEWORKS)  # every CPU framework measured something
     assert (cpu.max_rel_error <= cpu.tolerance).all() and (cpu.time_per_iter_s > 0).all()
     assert set(cpu.output_dtype) == {"float64"} and set(cpu.threads) == {manifest["sweep"]["threads"]}
     started = {c["framework"]: c["image"] for c in manifest["containers"] if c["device"] == "cpu"}
@@ -101,6 +103,8 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
         doc = schema.loads((out / c["document"]).read_text())
         assert doc["provenance"]["host"]["docker_version"] == facts.docker_version
         assert doc["provenance"]["host"]["storage_driver"] == facts.storage_driver
+        # The host is named from the engine, not from inside the container (whose hostname is random).
+        assert doc["provenance"]["host"]["name"] == "local" and doc["provenance"]["host"]["hostname"] == facts.hostname
         if c["device"] == "cpu":
             threads = doc["provenance"]["threads"]
             assert threads["cpus_allowed"] == manifest["sweep"]["cpuset"]  # the container's cpuset, for everyone
@@ -112,12 +116,12 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
             load = c["host_load"]  # the engine is this machine's: its load and steal describe the containers' host
             assert load["source"].startswith("this machine") and len(load["loadavg_start"]) == 3
             assert load["steal_s"] is None or load["steal_s"] >= 0
-    assert manifest["overhead"]["containers"] == len(registry.FRAMEWORKS)
+    assert manifest["overhead"]["containers"] == len(CPU_FRAMEWORKS)
 
     # Every started container was removed, and exactly the CPU ones were ever created.
     assert engine.managed_containers(manifest["run_id"]) == []
     created = created_containers(engine, sweep["t0"], sweep["t1"], f"{LABEL_RUN}={manifest['run_id']}")
-    expected = len(keys) if facts.nvidia_runtime else len(registry.FRAMEWORKS)
+    expected = len(keys) if facts.nvidia_runtime else len(CPU_FRAMEWORKS)
     assert len(created) == expected, created
 
 
@@ -144,7 +148,7 @@ def test_devices_auto_means_cpu_without_nvidia_runtime(engine: DockerEngine, com
     if engine.facts().nvidia_runtime:
         assert devices["torch"] == "gpu" and devices["numpy"] == "cpu"
     else:
-        assert set(devices.values()) == {"cpu"} and set(devices) == set(registry.FRAMEWORKS)
+        assert set(devices.values()) == {"cpu"} and set(devices) == set(CPU_FRAMEWORKS)
     assert all(p.preflight is None for p in sweep.planned)
 
 
@@ -349,7 +353,7 @@ def test_doctor_reports_this_host(engine: DockerEngine, compose: ComposeFile, al
     else:
         assert checks["NVIDIA runtime"]["level"] in ("info", "warning")
         assert "absent" in checks["NVIDIA runtime"]["detail"] and "nvidia-ctk" in checks["NVIDIA runtime"]["fix"]
-    for fw in registry.FRAMEWORKS:
+    for fw in CPU_FRAMEWORKS:
         tag = compose.service_for(fw, "cpu").image
         assert images[tag]["level"] in ("ok", "warning") and "built" in images[tag]["detail"]
         assert engine.image(tag).framework_version in images[tag]["detail"]
