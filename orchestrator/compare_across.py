@@ -52,7 +52,9 @@ NOTHING = {
               "compare runs made with different images of the same framework version"),
     "host": ("the runs hold one host", "run the sweep on several hosts with gdbench run --hosts a,b"),
 }
-PROVENANCE_FIELDS = [*FLEET_FIELDS[:2], ("inventory host", "host"), *FLEET_FIELDS[2:], *DOCUMENT_FIELDS]
+#: Facts shown where they differ between the sides; the engine's hostname is "hostname" here, "host" being an axis.
+PROVENANCE_FIELDS = [("hostname" if col == "host_hostname" else name, col) for name, col in
+                     [*FLEET_FIELDS[:2], ("inventory host", "host"), *FLEET_FIELDS[2:], *DOCUMENT_FIELDS]]
 
 
 @dataclass
@@ -119,10 +121,11 @@ def _value_order(axis: str, values: Sequence[str]) -> list[str]:
     return sorted(unique, key=version_rank) if axis == "framework_version" else unique
 
 
-def _differences(rows: dict[str, list[dict[str, Any]]], values: list[str], column: str) -> list[tuple[str, list[str]]]:
+def _differences(rows: dict[str, list[dict[str, Any]]], values: list[str], axis: str) -> list[tuple[str, list[str]]]:
     """The axis itself, then every provenance fact whose value is not the same on every side."""
     frames = {v: pd.DataFrame(rows[v]) for v in values}
-    out = [(column, values)]
+    column = AXIS_COLUMNS[axis]
+    out = [(axis, values)]
     for name, col in PROVENANCE_FIELDS:
         if col == column:
             continue
@@ -166,6 +169,8 @@ def compare_across(paths: Sequence[Path | str], axis: str, alpha: float = ALPHA,
             what = (f"cells with another {axis} also differ in another of "
                     f"{', '.join(c for c in MATCH_FIELDS if c != column)}")
         raise InvalidOptions(f"no cells differ only in {axis}: {what}", fix=fix)
+    for framework in sorted(set(df["framework"]) - {k[0] for k, _, _ in units}, key=lambda f: rank(f, FRAMEWORKS)):
+        warnings.append(f"{framework}: no cells differ only in {axis}: not compared")
     groups = []
     fields = dict(zip(match_on, range(len(match_on)), strict=True))
     for framework in sorted({k[0] for k, _, _ in units}, key=lambda f: rank(f, FRAMEWORKS)):
@@ -184,5 +189,5 @@ def compare_across(paths: Sequence[Path | str], axis: str, alpha: float = ALPHA,
         matches.sort(key=lambda m: (rank(m.device, DEVICE_ORDER), version_rank(m.version), m.host,
                                     rank(m.variant, VARIANT_ORDER), m.dim, run_rank.get(m.run, -1)))
         sides = {v: [m.rows[v] for m in matches if v in m.rows] for v in values}
-        groups.append(Group(framework, values, matches, _differences(sides, values, column)))
+        groups.append(Group(framework, values, matches, _differences(sides, values, axis)))
     return Across(axis, labels, groups, list(dict.fromkeys(warnings)), alpha, min_effect)
