@@ -32,7 +32,8 @@ def _md_table(table: Table) -> str:
     lines = []
     if table.above:
         top, facts = table.above
-        lines += ["| " + " | ".join(top) + " |", "|" + "---|" * len(top)]
+        lines += [f"| {md_escape(top[0])} | ".replace("|  |", "| |") + " | ".join(map(md_escape, top[1:])) + " |",
+                  "|" + "---|" * len(top)]
         lines += ["| " + " | ".join(md_escape(x) for x in [name, *values]) + " |" for name, values in facts] + [""]
     lines += [f"**{table.caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, cells in table.rows:
