@@ -19,6 +19,7 @@ from test_merge import host_record, ok_row, versioned_document, write_keyed_run
 
 from orchestrator.compare import compare
 from orchestrator.compare_across import compare_across
+from orchestrator.errors import InvalidOptions
 from solvers.schema import empty_row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,3 +199,22 @@ def test_plain_compare_keys_rows_by_version_where_a_run_holds_several(runs: dict
     assert ("numpy", "cpu", "loop", 2) in one.keys
     assert one.verdicts[(("numpy", "cpu", "loop", 2), "v246")].mark == "faster"
     assert ("version [numpy/cpu]", ["1.26.4", "2.4.6"]) in one.provenance
+
+
+def test_across_image_matches_the_same_version_in_two_images(runs: dict[str, Path], tmp_path: Path) -> None:
+    rebuilt = numpy_new(scale=2.0)
+    rebuilt["provenance"]["image"]["tag"] = "gdbench/numpy:2.4.6-cpu-rebuilt"
+    other = write_keyed_run(tmp_path / "rebuilt", "rebuilt", [rebuilt])
+    c = compare_across([runs["v246"], other], "image")
+    (group,) = c.groups
+    assert group.values == ["gdbench/numpy:2.4.6-cpu", "gdbench/numpy:2.4.6-cpu-rebuilt"]
+    assert group.summary(group.values[1])[:3] == (pytest.approx(2.0), 0, 3)  # three timed cells, all slower
+    # numpy 1.26.4 in another image is another version, not another image of the same cells.
+    with pytest.raises(InvalidOptions, match="no cells differ only in image: cells with another image also differ"):
+        compare_across([runs["v246"], runs["v1264"]], "image")
+
+
+def test_plain_compare_keys_rows_by_host_where_a_run_holds_several(runs: dict[str, Path]) -> None:
+    c = compare([runs["fleet"], runs["fleet"]])
+    assert {k[4] for k in c.keys} == {"local", "gpu1"} and len(c.keys) == 8
+    assert c.keyer.label(("numpy", "cpu", "loop", "", "gpu1")) == "numpy @gpu1"
