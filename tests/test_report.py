@@ -611,6 +611,22 @@ def test_report_has_one_row_per_version_with_its_python(versions: dict[str, Path
     assert "data-framework='numpy'" in (versions["out"] / "report.html").read_text()
 
 
+def test_version_plot_lines_are_told_apart(versions: dict[str, Path]) -> None:
+    from orchestrator.plots import line_style, shades
+    from orchestrator.results import Keys
+
+    df = load_runs([versions["run"]])
+    keyer = Keys.of(df)
+    series = plot_series(dims_of(df), row_keys(df, keyer), records(df, keyer), keyer)["time"]
+    shade = shades(list(series))
+    colors = {k[0]: line_style(k, shade[k[0]])["color"] for k in series}
+    assert len(set(colors.values())) == 3, colors  # two numpy versions and jax
+    assert series[("numpy 2.4.6 (Python 3.13.1)", "cpu", "loop")] == [
+        (2, pytest.approx(statistics.median(_ms(0.50)) / ITERS * 1e3)),
+        (5, pytest.approx(statistics.median(_ms(3.00)) / ITERS * 1e3))]
+    assert (versions["out"] / "time-versions.png").read_bytes()[:8] == PNG_MAGIC
+
+
 def test_report_host_row_says_when_it_falls_back_to_the_solver_hostname(diag: dict[str, Path]) -> None:
     md = (diag["out"] / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| host |"))
