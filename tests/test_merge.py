@@ -204,6 +204,10 @@ def test_host_and_image_columns_come_from_provenance(tmp_path: Path) -> None:
     other = df[df.framework_version == "1.26.4"].iloc[0]
     assert other.host == "local" and pd.isna(other.host_hostname) and other.python_version == "3.11.2"
     assert other.hostname == plain["provenance"]["hostname"]  # the solver's own, kept as it was
+    never_ran = versioned_document("numpy", "2.4.6", [empty_row(2, "loop", "unavailable", "no GPU")], python="3.13.1")
+    never_ran["provenance"]["python"] = {}  # written by the orchestrator: no interpreter ran
+    df = load_runs([write_keyed_run(tmp_path / "unrun", "u", [never_ran])])
+    assert df.iloc[0].python_version == "3.13.1"  # the image's label
 
 
 def test_merged_csv_from_before_the_host_columns_loads(tmp_path: Path) -> None:
