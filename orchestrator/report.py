@@ -40,6 +40,7 @@ from .results import (
     Keys,
     dims_of,
     distinct,
+    host_fact,
     load_labeled,
     num,
     rank,
@@ -95,19 +96,6 @@ def _matrix(caption: str, keys: list[Key], dims: list[int], make: Callable[[Key,
     header = [f"d={d}" for d in dims] + ([extra[0]] if extra else [])
     rows = [(key, [make(key, d) for d in dims] + ([extra[1](key)] if extra else [])) for key in keys]
     return Table(caption, header, rows, keyer or Keys())
-
-
-def host_fact(df: pd.DataFrame) -> str:
-    """The engine's hostname (``provenance.host``); documents that name none fall back to the hostname the
-    solver process saw (inside a container: the container's own), and the row says which it is."""
-    engine = df["host_hostname"].map(text) != ""
-    parts = []
-    if engine.any():
-        parts.append(f"{distinct(df.loc[engine, 'host_hostname'])} (the Docker engine's hostname)")
-    if (~engine).any():
-        parts.append(f"{distinct(df.loc[~engine, 'hostname'])} (the solver process's hostname: "
-                     "the document names no engine hostname)")
-    return "; ".join(parts)
 
 
 def _provenance(df: pd.DataFrame) -> tuple[list[tuple[str, str]], pd.DataFrame]:

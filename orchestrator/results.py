@@ -43,6 +43,20 @@ DOCUMENT_FIELDS = [
 ]
 
 
+def host_fact(df: pd.DataFrame) -> str:
+    """The engine's hostname (``provenance.host``); documents that name none fall back to the hostname the
+    solver process saw (inside a container: the container's own), and the row says which it is."""
+    engine = df["host_hostname"].map(text) != ""
+    parts = []
+    if engine.any():
+        parts.append(f"{distinct(df.loc[engine, 'host_hostname'])} (the Docker engine's hostname)")
+    if (~engine).any():
+        parts.append(f"{distinct(df.loc[~engine, 'hostname'])} (the solver process's hostname: "
+                     "the document names no engine hostname)")
+    return "; ".join(parts)
+
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 
