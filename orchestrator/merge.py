@@ -1,4 +1,4 @@
-"""Result documents → one pandas DataFrame, one row per (run, framework, device, variant, dim).
+"""Result documents → one DataFrame, one row per (run, framework, framework_version, device, variant, dim, host).
 
 Run directories are read through ``orchestrator.rundir.RunDir`` (which validates every document again and
 skips, with a line on stderr, any file that is not a valid result). The result-row columns are derived from
