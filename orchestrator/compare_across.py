@@ -157,7 +157,7 @@ def compare_across(paths: Sequence[Path | str], axis: str, alpha: float = ALPHA,
             elif by_value:
                 value, rec = next(iter(by_value.items()))
                 if value in pooled:
-                    warnings.append(f"{rec['framework']} {rec['variant']} d={rec['dim']}: {value} is in runs "
+                    warnings.append(f"{rec['framework']} {rec['variant']} d={text(rec['dim'])}: {value} is in runs "
                                     f"{pooled[value]['run']} and {run}; compared: {pooled[value]['run']}")
                 pooled.setdefault(value, rec)
         if len(pooled) > 1:

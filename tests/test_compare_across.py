@@ -218,3 +218,12 @@ def test_plain_compare_keys_rows_by_host_where_a_run_holds_several(runs: dict[st
     c = compare([runs["fleet"], runs["fleet"]])
     assert {k[4] for k in c.keys} == {"local", "gpu1"} and len(c.keys) == 8
     assert c.keyer.label(("numpy", "cpu", "loop", "", "gpu1")) == "numpy @gpu1"
+
+
+def test_a_value_in_two_runs_is_compared_once_and_said(runs: dict[str, Path], tmp_path: Path) -> None:
+    again = write_keyed_run(tmp_path / "again", "again", [numpy_new(scale=3.0)])
+    c = compare_across([runs["v1264"], runs["v246"], again], "framework_version")
+    (group,) = c.groups
+    loop2 = next(m for m in group.matches if (m.variant, m.dim) == ("loop", 2))
+    assert loop2.rows["2.4.6"]["run"] == "v246" and loop2.verdicts["2.4.6"].ratio == pytest.approx(ratio(0.50, 1.00))
+    assert "numpy loop d=2: 2.4.6 is in runs v246 and again; compared: v246" in c.warnings
