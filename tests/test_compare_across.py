@@ -227,3 +227,16 @@ def test_a_value_in_two_runs_is_compared_once_and_said(runs: dict[str, Path], tm
     loop2 = next(m for m in group.matches if (m.variant, m.dim) == ("loop", 2))
     assert loop2.rows["2.4.6"]["run"] == "v246" and loop2.verdicts["2.4.6"].ratio == pytest.approx(ratio(0.50, 1.00))
     assert "numpy loop d=2: 2.4.6 is in runs v246 and again; compared: v246" in c.warnings
+
+
+def test_across_reads_a_merged_csv_from_before_the_host_columns(runs: dict[str, Path], tmp_path: Path) -> None:
+    merged = gdbench("merge", str(runs["versions"]), "--out", str(tmp_path / "m"))
+    assert merged.returncode == 0, merged.stderr
+    old = tmp_path / "old.csv"
+    pd.read_csv(tmp_path / "m" / "results.csv").drop(columns=["host", "host_hostname", "image_id"]).to_csv(
+        old, index=False)
+    result = gdbench("compare", str(old), "--across", "framework_version")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{old}: no column image_id, host, host_hostname (written by an older gdbench): left empty (host: local)"]
+    assert "numpy: 2.4.6 vs 1.26.4: geometric mean ratio" in result.stdout
