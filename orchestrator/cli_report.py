@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
-from .compare import ALPHA, MIN_EFFECT, compare, print_terminal, write_outputs
-from .errors import InvalidOptions
+from .compare import ALPHA, MIN_EFFECT, compare, gate, print_terminal, write_outputs
+from .compare_across import Axis
+from .errors import EXIT_OK, InvalidOptions
 from .report import build_report
 
 RunsArg = Annotated[
@@ -40,14 +41,34 @@ def compare_command(
     alpha: Annotated[float, typer.Option(help="significance level of the Mann-Whitney U test per cell")] = ALPHA,
     min_effect: Annotated[float, typer.Option(
         help="smallest relative change of the median that is marked, e.g. 0.05 for ±5%")] = MIN_EFFECT,
-) -> None:
+    across: Annotated[Axis | None, typer.Option(
+        help="match cells that differ only in this (python: the image's Python; image: the image tag), within "
+        "one run or across several, and compare each value with the first (the oldest version)",
+        show_default=False)] = None,
+    fail_on_slower: Annotated[bool, typer.Option(
+        "--fail-on-slower", help="exit 1 when a matched cell got slower beyond the noise and --min-effect "
+        "(inconclusive cells never fail); exit 2 when no cell was timed on both sides")] = False,
+) -> int:
     """Compare runs cell by cell against the first; mark only differences larger than the runs' own noise."""
     if not 0 < alpha < 1 or not 0 <= min_effect < 1:
         raise InvalidOptions(f"--alpha {alpha:g} / --min-effect {min_effect:g} out of range",
                              fix=f"--alpha in (0, 1), --min-effect in [0, 1), e.g. --alpha {ALPHA} "
                              f"--min-effect {MIN_EFFECT}")
-    result = compare(runs, alpha=alpha, min_effect=min_effect)
-    print_terminal(result)
-    if out is not None:
-        paths = write_outputs(result, out)
-        typer.echo(f"wrote {', '.join(p.name for p in paths)} in {out}", err=True)
+    if across is not None:
+        from . import across_pages
+        from .compare_across import compare_across
+
+        result = compare_across(runs, across.value, alpha=alpha, min_effect=min_effect)
+        across_pages.print_terminal(result)
+        written = across_pages.write_outputs(result, out) if out is not None else []
+    else:
+        result = compare(runs, alpha=alpha, min_effect=min_effect)  # type: ignore[assignment]
+        print_terminal(result)
+        written = write_outputs(result, out) if out is not None else []
+    if written:
+        typer.echo(f"wrote {', '.join(p.name for p in written)} in {out}", err=True)
+    if not fail_on_slower:
+        return EXIT_OK
+    code, line = gate(result.matched(), min_effect)
+    typer.echo(line, err=True)
+    return code

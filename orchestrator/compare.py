@@ -1,6 +1,8 @@
 """``gdbench compare``: runs side by side, marking only differences larger than the runs' own noise.
 
-Cells are matched on (framework, device, variant, dim). For each later run the per-repeat times per iteration
+Cells are matched on (framework, device, variant, dim); where one run holds several versions of a framework
+the version joins the match for that framework, and where one run holds several hosts the host joins it
+(``orchestrator.rowkeys``), so no cell hides another. For each later run the per-repeat times per iteration
 are compared with the first run's by a two-sided Mann-Whitney U test, and a cell is marked only when the test
 rejects *and* the ratio of medians is outside a minimum effect band, so a tiny but consistent shift is not
 reported as a regression. With few repeats the test cannot reach the significance level at all (3 vs 3
@@ -15,12 +17,13 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .compare_text import MARKED, STYLES, gate, method_text, p_text, ratio_text, sample_text, verdict_text
 from .errors import InvalidOptions
 from .results import (
     ALPHA,
@@ -30,6 +33,7 @@ from .results import (
     MIN_EFFECT,
     WORKLOAD_FIELDS,
     CellKey,
+    Keys,
     Sample,
     Verdict,
     distinct,
@@ -42,6 +46,7 @@ from .results import (
     row_keys,
     rows_that_ran,
     sample,
+    text,
     verdict,
 )
 
@@ -60,6 +65,14 @@ class Comparison:
     warnings: list[str]
     alpha: float
     min_effect: float
+    #: The key rule of the data: how a row shows its framework (with version and host where needed).
+    keyer: Keys = field(default_factory=Keys)
+    #: (framework_version, host) of each (cell, run) that holds a row.
+    where: dict[tuple[CellKey, str], tuple[str, str]] = field(default_factory=dict)
+
+    def matched(self) -> list[Verdict]:
+        """Verdicts of cells timed on both sides (the ones ``--fail-on-slower`` gates on)."""
+        return [v for v in self.verdicts.values() if v.ratio is not None]
 
     @property
     def aliases(self) -> list[str]:
@@ -74,18 +87,7 @@ class Comparison:
 
     @property
     def method(self) -> str:
-        return (
-            "Test: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu; exact p without ties, normal approximation "
-            "with tie correction otherwise) on the per-repeat times per iteration of each "
-            f"run against the first run, per cell, α={self.alpha:g}, not corrected for multiple comparisons. A cell is "
-            f"marked only when p < α and the ratio of medians is outside [{1 - self.min_effect:.2f}, "
-            f"{1 + self.min_effect:.2f}]. With n₁ and n₂ repeats the smallest possible p is 2/C(n₁+n₂, n₁) "
-            "(3 vs 3: 0.1), so cells whose repeats cannot reach α say \"too few repeats to decide\". "
-            "Dispersion: IQR as a percentage of the median, and CV (standard deviation over mean), which also "
-            "shows outliers the IQR ignores. A cell without a mark is inconclusive (≈): its difference is not larger "
-            "than the runs' own noise. ⚠ names a side the solver flagged noisy (repeats spread beyond its threshold) "
-            "or unstable (sync check ratio above its bound)."
-        )
+        return method_text(self.alpha, self.min_effect)
 
 
 def _values(df: pd.DataFrame, column: str) -> str:
@@ -122,9 +124,10 @@ def compare(paths: Sequence[Path | str], alpha: float = ALPHA, min_effect: float
     if len(labels) < 2:
         raise InvalidOptions(f"compare needs at least two runs, got {len(labels)}: {', '.join(labels)}",
                              fix="give two or more run directories or merged files, the reference first")
-    by_run = {label: records(df[df["run"] == label]) for label in labels}
-    order = {k: i for i, k in enumerate(row_keys(df))}
-    keys = sorted({k for recs in by_run.values() for k in recs}, key=lambda k: (order[k[:3]], k[3]))
+    keyer = Keys.of(df)
+    by_run = {label: records(df[df["run"] == label], keyer) for label in labels}
+    order = {k: i for i, k in enumerate(row_keys(df, keyer))}
+    keys = sorted({k for recs in by_run.values() for k in recs}, key=lambda k: (order[k[:-1]], k[-1]))
     samples = {(k, label): sample(by_run[label].get(k)) for k in keys for label in labels}
     verdicts = {
         (k, label): verdict(samples[(k, labels[0])], samples[(k, label)], alpha, min_effect)
@@ -139,42 +142,13 @@ def compare(paths: Sequence[Path | str], alpha: float = ALPHA, min_effect: float
     if differing:
         warnings.append(f"runs differ in {', '.join(differing)}: times per iteration of different workloads are "
                         "being compared")
+    where = {(k, label): (text(rec.get("framework_version")), text(rec.get("host")))
+             for label, recs in by_run.items() for k, rec in recs.items()}
     return Comparison(labels, keys, samples, verdicts, provenance_differences(df, labels), warnings, alpha,
-                      min_effect)
+                      min_effect, keyer, where)
 
 
 # ---------------------------------------------------------------------------------------------- output
-
-
-def _sample_text(s: Sample) -> str:
-    if s.ok:
-        caveat = f" ⚠ {', '.join(s.flags)}" if s.flags else ""
-        return f"{s.median * 1e3:.4g} ms (IQR {s.iqr_rel:.1%}, CV {s.cv:.0%}, n={s.times.size}){caveat}"
-    return f"failed: {s.reason}" if s.status == "failed" and s.reason else s.status
-
-
-def _ratio_text(v: Verdict) -> str:
-    return f"{v.ratio:.3f}×" if v.ratio is not None else "—"
-
-
-def _p_text(v: Verdict) -> str:
-    return f"{v.p_value:.2g}" if v.p_value is not None else "—"
-
-
-MARKED = {"slower": "▲ SLOWER", "faster": "▼ FASTER"}
-#: Style of a verdict cell by how its text starts (the rest may name a flagged side).
-STYLES = {"▲": ("bold red", "slower"), "▼": ("bold green", "faster")}
-
-
-def verdict_text(v: Verdict, flagged: Sequence[str] = ()) -> str:
-    """The verdict as shown: a mark, or why there is none; ``flagged`` names sides the solver flagged."""
-    if v.mark:
-        text = MARKED[v.mark]
-    elif v.inconclusive and v.p_value is not None and v.text.startswith("within"):
-        text = f"≈ {v.text}"
-    else:
-        text = f"≈ inconclusive: {v.text}" if v.inconclusive else v.text
-    return text + (f" ({'; '.join(flagged)})" if flagged else "")
 
 
 def _flagged(c: Comparison, k: CellKey, label: str) -> list[str]:
@@ -190,10 +164,10 @@ def table_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
         header += [alias, f"{alias}/{first}", "p", "verdict"]
     rows = []
     for k in c.keys:
-        row = [k[0], k[1], k[2], str(k[3]), _sample_text(c.samples[(k, c.labels[0])])]
+        row = [c.keyer.label(k[:-1]), k[1], k[2], str(k[-1]), sample_text(c.samples[(k, c.labels[0])])]
         for label in c.labels[1:]:
             v = c.verdicts[(k, label)]
-            row += [_sample_text(c.samples[(k, label)]), _ratio_text(v), _p_text(v),
+            row += [sample_text(c.samples[(k, label)]), ratio_text(v), p_text(v),
                     verdict_text(v, _flagged(c, k, label))]
         rows.append(row)
     return header, rows
@@ -280,14 +254,16 @@ def render_csv(c: Comparison) -> str:
     """Long form: one line per (cell, run), with every per-repeat time so nothing is lost."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["framework", "device", "variant", "dim", "run", "status", "reason", "flags", "repeats",
+    w.writerow(["framework", "device", "variant", "dim", "framework_version", "host", "run", "status", "reason",
+                "flags", "repeats",
                 "median_s_per_iter", "iqr_rel", "cv", "ratio_to_first", "p_value", "mark", "verdict", "inconclusive",
                 "repeat_times_per_iter_s"])
     for k in c.keys:
         for label in c.labels:
             s = c.samples[(k, label)]
             v = c.verdicts.get((k, label), Verdict())
-            w.writerow([*k, label, s.status, s.reason, ";".join(s.flags), s.times.size,
+            w.writerow([*k[:3], k[-1], *c.where.get((k, label), ("", "")), label, s.status, s.reason,
+                        ";".join(s.flags), s.times.size,
                         s.median if s.ok else "", s.iqr_rel if s.ok else "", s.cv if s.ok else "",
                         v.ratio if v.ratio is not None else "", v.p_value if v.p_value is not None else "",
                         v.mark, v.text, v.inconclusive, json.dumps(s.times.tolist())])
@@ -298,11 +274,11 @@ def write_outputs(c: Comparison, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"compare.md": render_markdown(c), "compare.html": render_html(c), "compare.csv": render_csv(c)}
     paths = []
-    for name, text in files.items():
-        (out_dir / name).write_text(text, encoding="utf-8")
+    for name, page in files.items():
+        (out_dir / name).write_text(page, encoding="utf-8")
         paths.append(out_dir / name)
     return paths
 
 
-__all__ = ["ALPHA", "MIN_EFFECT", "Comparison", "compare", "min_p_value", "print_terminal", "verdict",
-           "write_outputs"]
+__all__ = ["ALPHA", "MARKED", "MIN_EFFECT", "Comparison", "compare", "gate", "min_p_value", "print_terminal",
+           "verdict", "verdict_text", "write_outputs"]

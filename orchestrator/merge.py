@@ -1,4 +1,4 @@
-"""Result documents → one pandas DataFrame, one row per (run, framework, device, variant, dim).
+"""Result documents → one DataFrame, one row per (run, framework, framework_version, device, variant, dim, host).
 
 Run directories are read through ``orchestrator.rundir.RunDir`` (which validates every document again and
 skips, with a line on stderr, any file that is not a valid result). The result-row columns are derived from
@@ -37,12 +37,18 @@ LISTS = ("repeat_times_s", "flags")
 DOCUMENT_ONLY = ("stderr_tail", "async_probe", "gpu_samples", "host_load", "gpu_state_before", "gpu_state_after")
 
 ROW_COLUMNS = [c for f in ROW_FIELDS if f not in DOCUMENT_ONLY for c in FLATTENED.get(f, {f: f})]
+#: ``provenance.host`` (the engine's own facts, never the container's): merged column → key in that object.
+#: ``host`` is the inventory name, "local" when a document names none (one engine, or written before hosts).
+HOST_KEYS = {"host": "name", "host_engine_id": "engine_id", "host_hostname": "hostname", "host_kernel": "kernel",
+             "host_os": "os", "host_cpu_model": "cpu_model", "host_architecture": "architecture"}
+HOST_COLUMNS = list(HOST_KEYS)
+LOCAL_HOST = "local"
 #: The memory floor of the row's document at the row's d, and the row's time over it.
 FLOOR_COLUMNS = ["floor_s", "floor_call_overhead_bound", "x_floor"]
 PROVENANCE_COLUMNS = [
     "iters", "repeats", "n", "dtype", "seed", "threads", "cpu_model", "hostname", "timestamp_utc", "python_version",
     "numpy_version", "blas", "gpu_name", "gpu_driver_version", "cuda_driver_version", "image_tag", "image_digest",
-    "docker_version", "source",
+    "image_id", "docker_version", *HOST_COLUMNS, "source",
 ]
 #: Column order of the merged table; the report and compare read these names.
 COLUMNS = ["run_id", "framework", "framework_version", "device", *ROW_COLUMNS, *FLOOR_COLUMNS, *PROVENANCE_COLUMNS]
@@ -124,7 +130,9 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
         "cpu_model": (prov.get("platform") or {}).get("cpu_model"),
         "hostname": prov.get("hostname"),
         "timestamp_utc": prov.get("timestamp_utc"),
-        "python_version": (prov.get("python") or {}).get("version"),
+        # The interpreter that ran the solver; a document written for a container that never ran has none,
+        # and then the image's label says which Python it would have been.
+        "python_version": (prov.get("python") or {}).get("version") or image.get("python_version"),
         "numpy_version": (prov.get("numpy") or {}).get("version"),
         "blas": _blas_summary(prov.get("blas")),
         "gpu_name": gpu.get("name") or host.get("gpu_name"),
@@ -132,7 +140,10 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
         "cuda_driver_version": gpu.get("cuda_driver_version") or host.get("cuda_driver_version"),
         "image_tag": image.get("tag"),
         "image_digest": image.get("digest") or image.get("id"),
+        "image_id": image.get("id"),
         "docker_version": host.get("docker_version"),
+        **{column: host.get(key) for column, key in HOST_KEYS.items()},
+        "host": host.get("name") or LOCAL_HOST,
         "source": source,
     }
     floor = floors(doc, source, warn)
@@ -162,7 +173,10 @@ def _read_table(path: Path, warn: Warn) -> pd.DataFrame:
         raise InvalidOptions(f"{path}: not a gdbench merged table (no column {', '.join(fatal)})",
                              fix="regenerate it with `gdbench merge RUN_DIR --out DIR`")
     if missing:
-        warn(f"{path}: no column {', '.join(missing)} (written by an older gdbench): left empty")
+        warn(f"{path}: no column {', '.join(missing)} (written by an older gdbench): left empty"
+             + (f" (host: {LOCAL_HOST})" if "host" in missing else ""))
+    df = df.reindex(columns=[*df.columns, *missing])
+    df["host"] = df["host"].where(df["host"].notna() & (df["host"].astype(str) != ""), LOCAL_HOST)
     if path.suffix == ".csv":
         def times(text: Any) -> list[float]:
             try:

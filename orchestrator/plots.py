@@ -20,11 +20,35 @@ SeriesKey = tuple[str, ...]
 Series = dict[SeriesKey, list[tuple[int, float]]]
 
 
-def line_style(key: SeriesKey) -> dict[str, Any]:
-    """Colour by framework, solid CPU / dashed GPU, circle loop / square fused; a dotted grey floor line."""
+#: Lighter or darker of the framework's colour for its second, third, … version (or host) in one plot.
+SHADES = (0.0, -0.35, 0.4, -0.6, 0.65)
+
+
+def _shade(color: str, amount: float) -> str:
+    """``color`` mixed towards black (amount < 0) or white (amount > 0)."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    mixed = [c * (1 + amount) if amount < 0 else c + (255 - c) * amount for c in rgb]
+    return "#" + "".join(f"{round(c):02x}" for c in mixed)
+
+
+def shades(keys: Sequence[SeriesKey]) -> dict[str, int]:
+    """The n-th distinct label of one framework ("numpy 1.26.4", "numpy 2.4.6 @gpu1", …) gets shade n."""
+    seen: dict[str, list[str]] = {}
+    for key in keys:
+        labels = seen.setdefault(key[0].split(" ")[0], [])
+        if key[0] not in labels:
+            labels.append(key[0])
+    return {label: i for labels in seen.values() for i, label in enumerate(labels)}
+
+
+def line_style(key: SeriesKey, shade: int = 0) -> dict[str, Any]:
+    """Colour by framework (shaded per version or host), solid CPU / dashed GPU, circle loop / square fused;
+    a dotted grey floor line."""
     if key[-1] == "floor":
         return {"color": "#444", "linestyle": ":", "marker": "x", "label": " ".join(key)}
-    color = FRAMEWORK_COLORS.get(key[0]) or PALETTE[sum(map(ord, key[0])) % len(PALETTE)]
+    name = key[0].split(" ")[0]
+    color = FRAMEWORK_COLORS.get(name) or PALETTE[sum(map(ord, name)) % len(PALETTE)]
+    color = _shade(color, SHADES[shade % len(SHADES)])
     device, variant = (key[1], key[2]) if len(key) >= 3 else ("cpu", "loop")
     return {"color": color, "linestyle": "-" if device == "cpu" else "--",
             "marker": "o" if variant == "loop" else "s", "label": " ".join(key)}
@@ -47,10 +71,11 @@ def line_plot(series: Series, dims: Sequence[int], ylabel: str, title: str, unit
     fig = Figure(figsize=(8, 4.6))
     ax = fig.add_subplot()
     drawn = 0
+    shade = shades(list(series))
     for key, points in series.items():
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, **line_style(key))
+            ax.plot(xs, ys, **line_style(key, shade.get(key[0], 0)))
             drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, "no timed results", ha="center", va="center", transform=ax.transAxes)

@@ -117,19 +117,31 @@ def speedup(rec: dict[str, Any] | None, base: dict[str, Any] | None) -> float | 
     return float(base["time_per_iter_s"]) / float(rec["time_per_iter_s"])
 
 
-def speedup_cell(rec: dict[str, Any] | None, base: dict[str, Any] | None) -> Cell:
+def speedup_cell(rec: dict[str, Any] | None, base: dict[str, Any] | None, baseline: str = "numpy loop on CPU") -> Cell:
     """The speedup over the baseline; ``≈`` where the repeats of the two rows do not tell them apart."""
     if not timed(rec):
         return status_cell(rec)
     assert rec is not None
     s = speedup(rec, base)
     if s is None:
-        return Cell("no baseline", "note", "numpy loop on CPU did not give a time at this dimension")
+        return Cell("no baseline", "note", f"{baseline} did not give a time at this dimension")
     if rec is base:
         return marked(f"{s:.2f}×", rec)
     v = verdict(sample(base), sample(rec))
     p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
     return marked(f"{'≈' if v.inconclusive else ''}{s:.2f}×", rec, title=f"{v.text}{p}")
+
+
+def ratio_cell(rec: dict[str, Any] | None, ref: dict[str, Any] | None, reference: str) -> Cell:
+    """This row's median over the reference row's (above 1 is slower); ``≈`` inside the noise."""
+    if not timed(rec):
+        return status_cell(rec)
+    assert rec is not None
+    if not timed(ref):
+        return Cell("no reference", "note", f"{reference} did not give a time at this dimension")
+    v = verdict(sample(ref), sample(rec))
+    p = f", p={v.p_value:.2g}" if v.p_value is not None else ""
+    return marked(f"{'≈' if v.inconclusive else ''}{v.ratio:.3f}×", rec, title=f"{v.text}{p}")
 
 
 def fused_cell(rec: dict[str, Any] | None) -> Cell:

@@ -21,11 +21,25 @@ INTRO = ("Times are medians per iteration; rows without a number show why (faile
          "with the full reason in note [n] under the run's tables")
 
 
+def _doc_columns(s: RunSection) -> tuple[list[str], list[str]]:
+    """The documents table's header and columns: the host too when the run has several."""
+    extra = ["host"] if s.keyer.several_hosts else []
+    return [*DOCUMENT_HEADER[:2], *extra, *DOCUMENT_HEADER[2:]], [*DOCUMENT_COLUMNS[:2], *extra, *DOCUMENT_COLUMNS[2:]]
+
+
 def _md_table(table: Table) -> str:
     head = ["framework", "device", "variant", *table.header]
-    lines = [f"**{table.caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (f, d, v), cells in table.rows:
-        lines.append("| " + " | ".join([f, DEVICE_MARK.get(d, d), v, *(md_escape(c.text) for c in cells)]) + " |")
+    lines = []
+    if table.above:
+        top, facts = table.above
+        lines += [f"| {md_escape(top[0])} | ".replace("|  |", "| |") + " | ".join(map(md_escape, top[1:])) + " |",
+                  "|" + "---|" * len(top)]
+        lines += ["| " + " | ".join(md_escape(x) for x in [name, *values]) + " |" for name, values in facts] + [""]
+    lines += [f"**{table.caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, cells in table.rows:
+        d, v = key[1], key[2]
+        lines.append("| " + " | ".join([md_escape(table.label(key)), DEVICE_MARK.get(d, d), v,
+                                        *(md_escape(c.text) for c in cells)]) + " |")
     return "\n".join(lines)
 
 
@@ -36,9 +50,10 @@ def render_markdown(sections: list[RunSection], files: dict[str, str], exported:
     for s in sections:
         out += [f"## Run {s.label}", "", "### Provenance", "", "| | |", "|---|---|"]
         out += [f"| {k} | {md_escape(v)} |" for k, v in s.provenance]
-        out += ["", "| " + " | ".join(DOCUMENT_HEADER) + " |", "|" + "---|" * len(DOCUMENT_HEADER)]
+        header, columns = _doc_columns(s)
+        out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in s.documents.to_dict("records"):
-            out.append("| " + " | ".join(md_escape(r[c]) for c in DOCUMENT_COLUMNS) + " |")
+            out.append("| " + " | ".join(md_escape(r[c]) for c in columns) + " |")
         out.append("")
         for table in s.tables:
             out += [_md_table(table), ""]
@@ -53,12 +68,19 @@ def render_markdown(sections: list[RunSection], files: dict[str, str], exported:
 
 def _html_table(table: Table) -> str:
     e = html_escape
-    parts = [f"<table class='results'><caption>{e(table.caption)}</caption><thead><tr>",
-             "<th>framework</th><th>device</th><th>variant</th>", *(f"<th>{e(h)}</th>" for h in table.header),
-             "</tr></thead><tbody>"]
-    for (f, d, v), cells in table.rows:
+    parts = []
+    if table.above:
+        top, facts = table.above
+        parts.append("<table class='kv differs'><thead><tr>" + "".join(f"<th>{e(x)}</th>" for x in top)
+                     + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in [name, *values])
+                                                        + "</tr>" for name, values in facts) + "</tbody></table>")
+    parts += [f"<table class='results'><caption>{e(table.caption)}</caption><thead><tr>",
+              "<th>framework</th><th>device</th><th>variant</th>", *(f"<th>{e(h)}</th>" for h in table.header),
+              "</tr></thead><tbody>"]
+    for key, cells in table.rows:
+        f, d, v, label = key[0], key[1], key[2], table.label(key)
         parts.append(f"<tr class='dev-{e(d)}' data-framework='{e(f)}' data-device='{e(d)}' data-variant='{e(v)}'>"
-                     f"<td>{e(f)}</td><td>{e(d)}</td><td>{e(v)}</td>")
+                     f"<td>{e(label)}</td><td>{e(d)}</td><td>{e(v)}</td>")
         for c in cells:
             title = f" title='{e(c.title)}'" if c.title else ""
             cls = "num" if c.kind == "ok" else c.kind
@@ -83,11 +105,12 @@ def render_html(sections: list[RunSection], exported: Sequence[str]) -> str:
         facts = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in s.provenance)
         body.append(f"<section class='run' data-run='{e(s.label)}'><h2>Run {e(s.label)}</h2><h3>Provenance</h3>"
                     f"<table class='kv'>{facts}</table>")
-        body.append("<table class='documents'><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in DOCUMENT_HEADER)
+        header, columns = _doc_columns(s)
+        body.append("<table class='documents'><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in header)
                     + "</tr></thead><tbody>")
         for r in s.documents.to_dict("records"):
             body.append(f"<tr class='dev-{e(r['device'])}'>"
-                        + "".join(f"<td>{e(r[c])}</td>" for c in DOCUMENT_COLUMNS) + "</tr>")
+                        + "".join(f"<td>{e(r[c])}</td>" for c in columns) + "</tr>")
         body.append("</tbody></table>")
         body += [_html_table(t) for t in s.tables]
         body += [_img(png, f"{s.label}: {plot_title(name)} vs d") for name, png in s.plots.items()]

@@ -21,19 +21,19 @@ from solvers.registry import FRAMEWORKS
 
 from .errors import InvalidOptions
 from .merge import load_runs
+from .rowkeys import DEVICE_ORDER, VARIANT_ORDER, CellKey, Key, Keys, rank, records, row_keys, text
 
-DEVICE_ORDER = ("cpu", "gpu")
-VARIANT_ORDER = ("loop", "fused")
+__all__ = ["DEVICE_ORDER", "VARIANT_ORDER", "CellKey", "Key", "Keys", "rank", "records", "row_keys"]
+
 #: Row flags that make a timing less trustworthy (``retried`` does not: the retry passed every check).
 WARNING_FLAGS = ("noisy", "unstable")
 
-Key = tuple[str, str, str]
-CellKey = tuple[str, str, str, int]
-
 #: Host facts that may explain a difference in time, then the workload; label and merged column.
+#: "host" is the engine's hostname (``provenance.host``), never a container's random one.
 HOST_FIELDS = [
-    ("CPU model", "cpu_model"), ("threads", "threads"), ("host", "hostname"), ("GPU", "gpu_name"),
-    ("NVIDIA driver", "gpu_driver_version"), ("CUDA (driver)", "cuda_driver_version"), ("Docker", "docker_version"),
+    ("CPU model", "cpu_model"), ("threads", "threads"), ("host", "host_hostname"), ("inventory host", "host"),
+    ("GPU", "gpu_name"), ("NVIDIA driver", "gpu_driver_version"), ("CUDA (driver)", "cuda_driver_version"),
+    ("kernel", "host_kernel"), ("Docker", "docker_version"),
 ]
 WORKLOAD_FIELDS = ("n", "iters", "repeats", "dtype", "seed")
 #: Facts of one (framework, device) document: label and merged column.
@@ -41,6 +41,19 @@ DOCUMENT_FIELDS = [
     ("version", "framework_version"), ("python", "python_version"), ("numpy", "numpy_version"), ("BLAS", "blas"),
     ("image", "image_tag"), ("image digest", "image_digest"),
 ]
+
+
+def host_fact(df: pd.DataFrame) -> str:
+    """The engine's hostname (``provenance.host``); documents that name none fall back to the hostname the
+    solver process saw (inside a container: the container's own), and the row says which it is."""
+    engine = df["host_hostname"].map(text) != ""
+    parts = []
+    if engine.any():
+        parts.append(f"{distinct(df.loc[engine, 'host_hostname'])} (the Docker engine's hostname)")
+    if (~engine).any():
+        parts.append(f"{distinct(df.loc[~engine, 'hostname'])} (the solver process's hostname: "
+                     "the document names no engine hostname)")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -73,17 +86,6 @@ def load_labeled(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     return df.drop(columns=["_input", "_path"]), list(labels.values())
 
 
-def rank(value: str, order: Sequence[str]) -> tuple[int, str]:
-    """Sort key: known values in ``order``, unknown ones after them alphabetically."""
-    return (order.index(value) if value in order else len(order), value)
-
-
-def row_keys(df: pd.DataFrame) -> list[Key]:
-    """(framework, device, variant) in a fixed, readable order: registry order, CPU before GPU, loop first."""
-    keys = {(str(f), str(d), str(v)) for f, d, v in zip(df["framework"], df["device"], df["variant"], strict=True)}
-    return sorted(keys, key=lambda k: (rank(k[0], FRAMEWORKS), rank(k[1], DEVICE_ORDER), rank(k[2], VARIANT_ORDER)))
-
-
 def document_keys(df: pd.DataFrame) -> list[tuple[str, str]]:
     """(framework, device) of every document, in the same order as ``row_keys``."""
     keys = {(str(f), str(d)) for f, d in zip(df["framework"], df["device"], strict=True)}
@@ -98,16 +100,6 @@ def rows_that_ran(df: pd.DataFrame) -> pd.DataFrame:
     """The rows that ran, for workload facts; rows that never ran still carry the requested parameters."""
     ok = df[df["status"] == "ok"]
     return ok if not ok.empty else df
-
-
-def records(df: pd.DataFrame) -> dict[CellKey, dict[str, Any]]:
-    """One record per (framework, device, variant, dim); the first document wins if a run repeats one."""
-    out: dict[CellKey, dict[str, Any]] = {}
-    for rec in df.to_dict("records"):
-        if rec["dim"] is None or pd.isna(rec["dim"]):
-            continue
-        out.setdefault((str(rec["framework"]), str(rec["device"]), str(rec["variant"]), int(rec["dim"])), rec)
-    return out
 
 
 def num(value: Any) -> float | None:
@@ -145,7 +137,7 @@ def warnings_of(rec: dict[str, Any] | None) -> list[str]:
 
 def number_text(value: Any) -> str:
     """A value as text; integer columns holding a NaN come back as floats, and 2.0 threads reads as a mistake."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return text(value)
 
 
 def distinct(series: pd.Series, split: str | None = None) -> str:

@@ -7,6 +7,7 @@ hand-chosen input fixtures. ``make_document``/``ok_row``/``write_run`` are share
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import subprocess
@@ -68,6 +69,47 @@ def write_run(path: Path, run_id: str, docs: list[dict[str, Any]]) -> Path:
     run.write_manifest({"run_id": run_id})
     for doc in docs:
         run.write_document(f"{doc['framework']}-{doc['device']}", doc)
+    return path
+
+
+def host_record(name: str, gpu: str | None = None, driver: str | None = None, cuda: str | None = None,
+                kernel: str = "6.8.0-45-generic") -> dict[str, Any]:
+    """``provenance.host`` as the orchestrator writes it from one engine's facts and that host's NVML."""
+    return {"name": name, "engine_id": f"{name.upper()}:ENGINE:ID", "hostname": f"{name}-box", "kernel": kernel,
+            "os": "Debian GNU/Linux 12 (bookworm)", "cpu_model": "AMD EPYC 7B13", "ncpu": 16,
+            "architecture": "x86_64", "docker_version": "27.3.1", "api_version": "1.47", "gpu_name": gpu,
+            "driver_version": driver, "cuda_driver_version": cuda, "gpu_count": 1 if gpu else 0}
+
+
+def versioned_document(framework: str, version: str, rows: list[dict[str, Any]], python: str = "3.11.2",
+                       host: dict[str, Any] | None = None, device: str = "cpu") -> dict[str, Any]:
+    """A document of one pinned version in its image (tag, id, Python label), as the orchestrator stores it."""
+    doc = make_document(framework, device, rows)
+    prov = doc["provenance"]
+    prov["framework"]["version"] = version
+    prov["python"]["version"] = python
+    image_id = "sha256:" + hashlib.sha256(f"{framework}{version}{python}".encode()).hexdigest()
+    prov["image"] = {"tag": f"gdbench/{framework}:{version}-cpu", "id": image_id, "digest": None,
+                     "python_version": python, "labels": {"io.gdbench.python.version": python}}
+    if host is not None:
+        prov["host"] = host
+    return doc
+
+
+def doc_key(doc: dict[str, Any]) -> str:
+    """The document's file stem by the run directory's rule: ``numpy@1.26.4-cpu@gpu1``."""
+    prov = doc["provenance"]
+    host = (prov.get("host") or {}).get("name") or "local"
+    version = prov["framework"]["version"]
+    return f"{doc['framework']}@{version}-{doc['device']}" + ("" if host == "local" else f"@{host}")
+
+
+def write_keyed_run(path: Path, run_id: str, docs: list[dict[str, Any]]) -> Path:
+    run = RunDir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    run.write_manifest({"run_id": run_id})
+    for doc in docs:
+        run.write_document(doc_key(doc), doc)
     return path
 
 
@@ -147,6 +189,40 @@ def test_malformed_floor_is_one_line_and_loses_no_row(tmp_path: Path) -> None:
     assert len(lines) == 1 and "2 floor entries" in lines[0] and "numpy-cpu.json" in lines[0], lines
     assert len(df) == 2 and df.time_per_iter_s.notna().all()
     assert pd.isna(df[df.dim == 2].iloc[0].floor_s) and df[df.dim == 5].iloc[0].floor_s == 4e-6
+
+
+def test_host_and_image_columns_come_from_provenance(tmp_path: Path) -> None:
+    rows = [ok_row(2, "loop", [1e-3, 1.1e-3, 1.2e-3])]
+    fleet = versioned_document("numpy", "2.4.6", rows, host=host_record("gpu1", "NVIDIA H100", "570.1", "12.8"))
+    plain = versioned_document("numpy", "1.26.4", rows)  # a document that names no host: the local engine
+    df = load_runs([write_keyed_run(tmp_path / "run", "r", [fleet, plain])])
+    one = df[df.framework_version == "2.4.6"].iloc[0]
+    assert (one.host, one.host_hostname, one.host_kernel, one.host_cpu_model, one.host_engine_id) == (
+        "gpu1", "gpu1-box", "6.8.0-45-generic", "AMD EPYC 7B13", "GPU1:ENGINE:ID")
+    assert (one.gpu_name, one.gpu_driver_version, one.cuda_driver_version) == ("NVIDIA H100", "570.1", "12.8")
+    assert one.image_id == fleet["provenance"]["image"]["id"] and one.image_tag == "gdbench/numpy:2.4.6-cpu"
+    other = df[df.framework_version == "1.26.4"].iloc[0]
+    assert other.host == "local" and pd.isna(other.host_hostname) and other.python_version == "3.11.2"
+    assert other.hostname == plain["provenance"]["hostname"]  # the solver's own, kept as it was
+    never_ran = versioned_document("numpy", "2.4.6", [empty_row(2, "loop", "unavailable", "no GPU")], python="3.13.1")
+    never_ran["provenance"]["python"] = {}  # written by the orchestrator: no interpreter ran
+    df = load_runs([write_keyed_run(tmp_path / "unrun", "u", [never_ran])])
+    assert df.iloc[0].python_version == "3.13.1"  # the image's label
+
+
+def test_merged_csv_from_before_the_host_columns_loads(tmp_path: Path) -> None:
+    df = load_runs([diagnostic_run(tmp_path / "run")])
+    _, csv = write_merged(df, tmp_path / "merged")
+    new = ["image_id", "host", "host_engine_id", "host_hostname", "host_kernel", "host_os", "host_cpu_model",
+           "host_architecture"]
+    old = tmp_path / "old.csv"
+    pd.read_csv(csv).drop(columns=new).to_csv(old, index=False)
+    lines: list[str] = []
+    again = load_runs([old], warn=lines.append)
+    assert len(again) == len(df) and list(again.columns) == COLUMNS
+    assert (again.host == "local").all() and again.host_hostname.isna().all() and again.image_id.isna().all()
+    assert len(lines) == 1 and ", ".join(new) in lines[0] and "(host: local)" in lines[0], lines
+    assert again.time_per_iter_s.tolist() == pytest.approx(df.time_per_iter_s.tolist())
 
 
 def test_merged_file_missing_columns(tmp_path: Path) -> None:

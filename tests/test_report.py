@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_merge import ITERS, make_document, ok_row, write_run  # the shared document builders
+from test_merge import (  # the shared document builders
+    ITERS,
+    host_record,
+    make_document,
+    ok_row,
+    versioned_document,
+    write_keyed_run,
+    write_run,
+)
 
 from orchestrator.compare import compare, min_p_value, render_csv, table_rows
 from orchestrator.merge import MERGED_PARQUET, load_runs
@@ -553,3 +561,104 @@ def test_compare_bad_options_are_one_line(diag: dict[str, Path]) -> None:
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "out of range" in lines[0] and "fix:" in lines[0]
         assert result.stdout == ""
+
+
+# ------------------------------------------------------------------------------------- versions and hosts
+
+
+def _ratio(new: float, old: float) -> float:
+    return statistics.median(_ms(new)) / statistics.median(_ms(old))
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One sweep with numpy 1.26.4 (Python 3.11) and 2.4.6 (Python 3.13) and one jax, on the local engine."""
+    root = tmp_path_factory.mktemp("versions")
+    local = host_record("local")
+    old = versioned_document("numpy", "1.26.4", [ok_row(2, "loop", _ms(1.00)), ok_row(2, "fused", _ms(0.40)),
+                                                 ok_row(5, "loop", _ms(2.00))], python="3.11.2", host=local)
+    new = versioned_document("numpy", "2.4.6", [ok_row(2, "loop", _ms(0.50)), ok_row(2, "fused", _ms(0.401)),
+                                                ok_row(5, "loop", _ms(3.00))], python="3.13.1", host=local)
+    jax = versioned_document("jax", "0.10.2", [ok_row(2, "loop", _ms(1.50)), ok_row(5, "loop", _ms(2.50))],
+                             host=local)
+    run = write_keyed_run(root / "run", "versions", [old, new, jax])
+    out = root / "report"
+    result = gdbench("report", str(run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return {"run": run, "out": out}
+
+
+def test_report_has_one_row_per_version_with_its_python(versions: dict[str, Path]) -> None:
+    md = (versions["out"] / "report.md").read_text()
+    old, new = "numpy 1.26.4 (Python 3.11.2)", "numpy 2.4.6 (Python 3.13.1)"
+    times = md_rows(md, "Time per iteration")
+    assert set(times) == {(old, "cpu", "loop"), (old, "cpu", "fused"), (new, "cpu", "loop"), (new, "cpu", "fused"),
+                          ("jax", "cpu", "loop")}
+    assert lead(times[(new, "cpu", "loop")][0]) == pytest.approx(statistics.median(_ms(0.50)) / ITERS * 1e3,
+                                                                 rel=1e-3)
+    assert times[(new, "cpu", "fused")][1] == "—"  # not run at d=5
+    # The baseline is numpy's newest version in the run, and the caption says which.
+    speed = md_rows(md, "Speedup vs numpy 2.4.6 loop on CPU")
+    assert speed[("jax", "cpu", "loop")][0] == f"{1 / _ratio(1.50, 0.50):.2f}×"
+    ver = md_rows(md, "Speedup of each version over the oldest version of its framework")
+    assert set(ver) == {(old, "cpu", "loop"), (old, "cpu", "fused"), (new, "cpu", "loop"), (new, "cpu", "fused")}
+    up, down = 1 / _ratio(0.50, 1.00), 1 / _ratio(3.00, 2.00)
+    assert ver[(new, "cpu", "loop")] == [f"{up:.2f}×", f"{down:.2f}×", f"{math.sqrt(up * down):.2f}×"]
+    assert ver[(new, "cpu", "fused")][0] == f"≈{1 / _ratio(0.401, 0.40):.2f}×"  # interleaved repeats: inconclusive
+    assert ver[(old, "cpu", "loop")][:2] == ["1.00×", "1.00×"]
+    assert "| numpy | cpu | 1.26.4 | 3.11.2 |" in md and "| numpy | cpu | 2.4.6 | 3.13.1 |" in md
+    assert "| host | local-box (the Docker engine's hostname) |" in md
+    assert "data-framework='numpy'" in (versions["out"] / "report.html").read_text()
+
+
+def test_version_plot_lines_are_told_apart(versions: dict[str, Path]) -> None:
+    from orchestrator.plots import line_style, shades
+    from orchestrator.results import Keys
+
+    df = load_runs([versions["run"]])
+    keyer = Keys.of(df)
+    series = plot_series(dims_of(df), row_keys(df, keyer), records(df, keyer), keyer)["time"]
+    shade = shades(list(series))
+    colors = {k[0]: line_style(k, shade[k[0]])["color"] for k in series}
+    assert len(set(colors.values())) == 3, colors  # two numpy versions and jax
+    assert series[("numpy 2.4.6 (Python 3.13.1)", "cpu", "loop")] == [
+        (2, pytest.approx(statistics.median(_ms(0.50)) / ITERS * 1e3)),
+        (5, pytest.approx(statistics.median(_ms(3.00)) / ITERS * 1e3))]
+    assert (versions["out"] / "time-versions.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_host_row_says_when_it_falls_back_to_the_solver_hostname(diag: dict[str, Path]) -> None:
+    md = (diag["out"] / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| host |"))
+    hostname = loads(next(diag["run"].glob("numpy-cpu.json")).read_text())["provenance"]["hostname"]
+    assert row == f"| host | {hostname} (the solver process's hostname: the document names no engine hostname) |"
+
+
+def test_fleet_report_has_a_cross_host_table(tmp_path: Path) -> None:
+    local = host_record("local", "NVIDIA H100 80GB HBM3", "570.86.15", "12.8")
+    gpu1 = host_record("gpu1", "NVIDIA L4", "550.54.14", "12.4", kernel="6.1.0-28-amd64")
+    docs = [versioned_document("numpy", "1.26.4", [ok_row(2, "loop", _ms(1.00)), ok_row(5, "loop", _ms(2.00))],
+                               host=local),
+            versioned_document("numpy", "1.26.4", [ok_row(2, "loop", _ms(2.00)), ok_row(5, "loop", _ms(2.005))],
+                               host=gpu1)]
+    run = write_keyed_run(tmp_path / "fleet", "fleet", docs)
+    out = tmp_path / "report"
+    result = gdbench("report", str(run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    md = (out / "report.md").read_text()
+    times = md_rows(md, "Time per iteration")
+    assert set(times) == {("numpy @local", "cpu", "loop"), ("numpy @gpu1", "cpu", "loop")}
+    lines = md.splitlines()
+    start = lines.index("| | local | gpu1 |")
+    above = lines[start + 2:lines.index("", start)]
+    assert "| GPU | NVIDIA H100 80GB HBM3 | NVIDIA L4 |" in above
+    assert "| NVIDIA driver | 570.86.15 | 550.54.14 |" in above
+    assert "| CUDA (driver) | 12.8 | 12.4 |" in above and "| kernel | 6.8.0-45-generic | 6.1.0-28-amd64 |" in above
+    assert not any(line.startswith(("| CPU model", "| Docker")) for line in above)  # the same on both hosts
+    caption = next(i for i, line in enumerate(lines) if line.startswith("**Across hosts"))
+    assert caption > start
+    rows = [line.strip("|").split(" | ") for line in lines[caption + 4:caption + 6]]
+    assert [r[3].strip() for r in rows] == ["2", "5"]
+    assert rows[0][5].strip() == f"{_ratio(2.00, 1.00):.3f}×"  # every gpu1 repeat slower: marked as a number
+    assert rows[1][5].strip() == f"≈{_ratio(2.005, 2.00):.3f}×"  # interleaved: inconclusive
+    assert "| numpy | cpu | local | 1.26.4 |" in md and "| numpy | cpu | gpu1 | 1.26.4 |" in md
