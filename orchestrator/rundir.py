@@ -84,8 +84,16 @@ class RunDir:
         return {path.stem: doc for path, doc in self.documents(warn=None)}
 
     def done_keys(self) -> set[str]:
-        """Keys of the valid documents that did not fail: what a resumed run keeps instead of running again."""
-        return {key for key, doc in self.documents_by_key().items() if doc["status"] != "failed"}
+        """Keys of the valid documents that did not fail: what a resumed run keeps instead of running again.
+
+        A host that did not answer at start left ``unavailable`` documents that say nothing about the host
+        (``provenance.host.reachable`` false): a resume tries those again, once the host may be back.
+        """
+        def done(doc: dict[str, Any]) -> bool:
+            host = doc["provenance"].get("host") or {}
+            return doc["status"] != "failed" and host.get("reachable", True) is not False
+
+        return {key for key, doc in self.documents_by_key().items() if done(doc)}
 
     def read_document(self, key: str) -> dict[str, Any]:
         """One stored document, checked on the way in like any other input."""

@@ -91,11 +91,15 @@ def test_resume_keeps_documents_that_did_not_fail(tmp_path: Path) -> None:
 
     stored("numpy", "failed")
     stored("torch", "unavailable")
+    unreachable = RunSpec.from_sweep(cpus, "numba", "cpu", None, "cpu", "r1", host="gone")
+    doc = documents.synthetic_document(unreachable, "unavailable", "host gone did not answer")
+    doc["provenance"]["host"] = {"name": "gone", "reachable": False}
+    run_dir.write_document(unreachable.key, doc)  # a host down at start: tried again on resume
     run_dir.path.joinpath("jax-cpu.json").write_text("{ not a document")  # unreadable: run it again
     sweep = plan(opts, run_dir, LocalBackend(NO_GPU), run_id="r1", resume=True)
     assert {p.spec.key: p.resumed for p in sweep.planned} == {"numpy-cpu": False, "jax-cpu": False,
                                                               "torch-cpu": True}
-    assert run_dir.done_keys() == {"torch-cpu"}
+    assert run_dir.done_keys() == {"torch-cpu"} and "numba-cpu@gone" in run_dir.documents_by_key()
 
 
 # ----------------------------------------------------------------------------------------------- runner
