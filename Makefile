@@ -12,7 +12,7 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps docker test lint bench bench-all doctor smoke clean-containers clean
+.PHONY: help venv system-deps docker test lint bench bench-all bench-fleet doctor smoke clean-containers clean
 
 help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -50,6 +50,9 @@ bench-all: venv system-deps docker images  ## the full default sweep on every de
 	case $$rc in 0|1|3) ;; *) exit $$rc ;; esac; \
 	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report && \
 	echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html (sweep exit status $$rc)" >&2
+
+bench-fleet: venv system-deps docker image-numpy  ## the same small sweep on 1, 2 and 3 engines of this host: wall time, shipping
+	$(PY) scripts/bench_fleet.py
 
 doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
 	$(PY) -m orchestrator doctor
