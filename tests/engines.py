@@ -102,6 +102,7 @@ class Engine:
         self.socket_url = f"unix://{sock}"
         self._holder = subprocess.Popen(["unshare", "-n", "sleep", "infinity"], start_new_session=True)
         netns = f"/proc/{self._holder.pid}/ns/net"
+        self._wait_for_own_netns(netns)
         listen = ["-H", self.socket_url]
         if pki is not None:
             self._veth = f"gdbt{os.getpid() % 10000}x{self.index}"
@@ -141,6 +142,25 @@ class Engine:
         tail = self._log.read_text()[-2000:]
         self.stop()
         raise RuntimeError(f"test engine {self.index} did not start:\n{tail}")
+
+    def _wait_for_own_netns(self, netns: str, timeout_s: float = 10) -> None:
+        """Block until the holder really is in a new network namespace.
+
+        ``unshare`` unshares only after it starts: right after Popen, /proc/PID/ns/net can still be this
+        machine's own namespace. A dockerd entered there with ``--bridge none`` deletes the machine's docker0
+        at start (that is what ``none`` means to it), which breaks every other engine's default network.
+        """
+        ours = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if os.readlink(netns) != ours:
+                    return
+            except FileNotFoundError:
+                break
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"test engine {self.index}: its network namespace never came up")
 
     def kill(self) -> None:
         """Kill dockerd abruptly (a host lost mid-sweep); ``stop`` still cleans up afterwards."""

@@ -32,6 +32,10 @@ def _client(url: str, cert_dir: Path | None):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting a dockerd needs root")
 def test_a_second_engine_over_tls_and_its_cleanup(tmp_path: Path) -> None:
+    def bridge_present() -> bool:
+        return subprocess.run(["ip", "link", "show", "docker0"], capture_output=True).returncode == 0
+
+    bridge_before = bridge_present()
     pki = Pki.create(tmp_path / "pki")
     good, expired = pki.client("good"), pki.client("old", expired=True)
     with engines(1, pki=pki) as (engine,):
@@ -50,3 +54,5 @@ def test_a_second_engine_over_tls_and_its_cleanup(tmp_path: Path) -> None:
     assert pid is not None and not Path(f"/proc/{pid}").exists()
     links = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
     assert ip.rpartition(".")[0] + ".1/30" not in links
+    # An engine that started in this machine's namespace by mistake would have deleted its docker0.
+    assert bridge_present() == bridge_before
