@@ -478,12 +478,15 @@ class DockerBackend:
                 "and no NVIDIA CDI devices; install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
                 "--runtime=docker, then restart dockerd) or run with --devices cpu")
 
-    def image_tag(self, framework: str, flavour: str) -> str:
-        return self.compose.service_for(framework, flavour).image
+    def image_tag(self, framework: str, flavour: str, version: str | None = None) -> str:
+        return self.compose.service_for(framework, flavour, version).image
+
+    def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:
+        return self.compose.framework_versions(framework, flavour, asked)
 
     def prepare(self, item: Planned) -> None:
         """The image must be built; a CUDA image must not need a newer CUDA than the host driver offers."""
-        service = self.compose.service_for(item.spec.framework, item.spec.flavour)
+        service = self.compose.service_for(item.spec.framework, item.spec.flavour, item.spec.framework_version)
         item.image = self._images[service.image] = self.engine.require_image(service)
         if item.gpu:
             why = gpuhost.cuda_incompatibility(service.image, item.image.cuda_version, self.gpus)
