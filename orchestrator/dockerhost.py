@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,7 +104,8 @@ class ImageInfo:
     user: str | None
 
     def provenance(self) -> dict[str, Any]:
-        return {"tag": self.tag, "id": self.id, "digest": self.digest, "labels": dict(self.labels)}
+        return {"tag": self.tag, "id": self.id, "digest": self.digest, "labels": dict(self.labels),
+                "python_version": self.labels.get(labels.PYTHON_VERSION) or None}
 
     @property
     def framework_version(self) -> str | None:
@@ -418,7 +420,8 @@ def gpu_request(gpus: list[str] | None, *, cdi: bool) -> docker.types.DeviceRequ
 
 
 def container_name(spec: RunSpec) -> str:
-    return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-")[:120]
+    """Docker allows [a-zA-Z0-9_.-] only; the key's ``@`` (version, host) becomes ``_``, anything else ``-``."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"gdbench-{spec.run_id}-{spec.key}".replace("@", "_"))[:120]
 
 
 def _classify(exc: docker.errors.APIError, spec: RunSpec) -> GdbenchError:
