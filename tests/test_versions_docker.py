@@ -68,8 +68,7 @@ def test_an_undeclared_version_is_refused_before_any_container(engine, compose, 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """What adding, building and running a version needs: compose.yaml, images/, scripts/ (and the orchestrator
-    they import), solvers/, the wheel's
-    pyproject and the Makefile (the lock tool is reused from this checkout when it has one)."""
+    they import), solvers/, the wheel's pyproject and the Makefile (the lock tool is reused from here)."""
     for rel in ("Makefile", "compose.yaml", "pyproject.toml", "README.md", "images", "scripts", "solvers",
                 "orchestrator"):
         src = ROOT / rel
