@@ -63,7 +63,8 @@ def _err() -> Console:
 @app.command("run")
 def run_command(
     frameworks: Annotated[str | None, typer.Option(
-        "--frameworks", "-f", help=f"comma list of {', '.join(registry.FRAMEWORKS)}, or all",
+        "--frameworks", "-f", help=f"comma list of {', '.join(registry.FRAMEWORKS)}, or all; FRAMEWORK@VERSION "
+        "runs a declared version (gdbench images lists them), FRAMEWORK@all every one",
         show_default="all")] = None,
     devices: Annotated[str | None, typer.Option(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
@@ -108,7 +109,7 @@ def run_command(
     docker_url: DockerOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
-    """Run the sweep: one container per (framework, device), all dims inside it; prints the run directory."""
+    """Run the sweep: one container per (framework, version, device), all dims inside it; prints the run directory."""
     from .planner import resume_options
     from .progress import SweepProgress
     from .rundir import RunDir

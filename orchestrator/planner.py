@@ -117,13 +117,16 @@ def containers(opts: SweepOptions, backend: Backend, *, gpu_possible: bool,
     """(framework, version, device, flavour) of every container, each version checked against what the backend
     declares before anything is prepared or started (an undeclared version stops the whole sweep here)."""
     out: list[tuple[str, str | None, str, str]] = []
+    seen: set[tuple[str, str, str | None]] = set()  # one container per image and device, however it was named
     for token in opts.frameworks:
         fw, asked = split_framework(token)
         offered = framework_devices(fw)
         for device in _devices(fw, offered, opts.devices, gpu_possible=gpu_possible, notes=notes):
             flavour = (opts.flavour or ("cuda" if device == "gpu" else "cpu")) if "gpu" in offered else "cpu"
             for version in backend.framework_versions(fw, flavour, asked):
-                if (fw, version, device, flavour) not in out:
+                same = (fw, device, backend.image_tag(fw, flavour, version) or version)
+                if same not in seen:
+                    seen.add(same)
                     out.append((fw, version, device, flavour))
     return out
 

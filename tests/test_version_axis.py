@@ -163,3 +163,31 @@ def test_cli_refusals_are_one_line_exit_2_and_leave_compose_alone(tmp_path: Path
     assert message in line
     assert (ROOT / "compose.yaml").read_bytes() == before and sorted((ROOT / "images").rglob("*")) == files
     assert not list((tmp_path / "run").glob("*.json"))  # no manifest, no document: nothing was started
+
+
+def test_the_planner_expands_versions_and_runs_each_image_once(tmp_path: Path) -> None:
+    """``numpy@all,numpy``: every declared numpy once (the bare name is the default, already in @all)."""
+    from orchestrator.planner import containers
+    from orchestrator.spec import SweepOptions
+
+    class ComposeOnly:  # the planner's view of a backend: only the compose side is asked here
+        def __init__(self, path: Path) -> None:
+            self.compose = load_compose(path, env={})
+
+        def framework_versions(self, fw: str, flavour: str, asked: str | None) -> list[str | None]:
+            return self.compose.framework_versions(fw, flavour, asked)
+
+        def image_tag(self, fw: str, flavour: str, version: str | None = None) -> str:
+            return self.compose.service_for(fw, flavour, version).image
+
+    backend = ComposeOnly(write(tmp_path))
+    opts = SweepOptions(frameworks=["numpy@all", "numpy", "jax@0.11.0-py3.13"], devices=["cpu", "gpu"])
+    notes: list[str] = []
+    with pytest.raises(InvalidOptions, match=r"jax 0\.11\.0-py3\.13 \(cpu\) is not declared"):
+        containers(opts, backend, gpu_possible=True, notes=notes)  # a CUDA-only version asked on the CPU too
+    opts = SweepOptions(frameworks=["numpy@all", "numpy", "jax@0.11.0-py3.13"], devices=["gpu"])
+    assert containers(opts, backend, gpu_possible=True, notes=notes) == [
+        ("jax", "0.11.0-py3.13", "gpu", "cuda")]
+    opts = SweepOptions(frameworks=["numpy@all", "numpy"], devices=["cpu"])
+    assert containers(opts, backend, gpu_possible=True, notes=[]) == [
+        ("numpy", "1.26.4", "cpu", "cpu"), ("numpy", "2.4.6", "cpu", "cpu")]
