@@ -206,3 +206,11 @@ def test_compose_edit_bad_input() -> None:
         compose_edit.service_names("x-build: {}\n")
     with pytest.raises(ComposeError, match="top-level key after services"):
         compose_edit.service_names(text + "volumes:\n  data: {}\n")
+
+
+def test_the_tensorflow_cpu_recipe_is_found_by_its_distribution_name() -> None:
+    """TF's CPU recipe pins tensorflow-cpu, not tensorflow: adding a TF version starts from it."""
+    text = (ROOT / "images/tensorflow/requirements-cpu.in").read_text()
+    assert versions._pinned_version(text, "tensorflow") == "2.21.0"
+    pin = versions.Pin("tensorflow", "2.17.1", "cpu", versions.BASES["3.11"], ())
+    assert "tensorflow-cpu==2.17.1" in versions.requirements_in(pin, text, "2.21.0")
