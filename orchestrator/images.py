@@ -102,7 +102,8 @@ def add_version(text: str, flavour: str | None, python: str | None, compose: Com
     return [f"service  {added.service}", f"image    {added.image}",
             f"lock     {added.lock.relative_to(compose.path.parent)}", f"python   {added.base.python}",
             f"cuda     {added.cuda_version or '-'}", f"build it: gdbench images build {added.service}",
-            f"run it:   gdbench run --frameworks {fw}@{version}{added.base.suffix}"]
+            f"run it:   gdbench run --frameworks {fw}@{version}{added.base.suffix}"
+            + (" --devices gpu" if added.service.endswith("-gpu") else "")]
 
 
 def remove_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile) -> str:

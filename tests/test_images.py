@@ -119,10 +119,21 @@ def _installable(filename: str) -> bool:
 def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
     """CI builds no CUDA image (3-5 GB each); instead every pin of the CUDA lock must name a file on PyPI that
     the image can install and whose sha256 the lock lists, which is exactly what the image build needs."""
+    check_cuda_lock(lock_path(framework, "cuda"))
+
+
+@pytest.mark.parametrize("lock", sorted(ROOT.glob("images/*/requirements-*-cuda.txt")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_added_cuda_lock_resolves_to_files_on_pypi(lock: Path) -> None:
+    """The same for every CUDA version added with ``gdbench images add --flavour cuda`` (3.11 base)."""
+    check_cuda_lock(lock)
+
+
+def check_cuda_lock(lock: Path) -> None:
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    text = lock_path(framework, "cuda").read_text()
+    text = lock.read_text()
     blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
 
     def check(block: str) -> str | None:
