@@ -1,7 +1,9 @@
 # Image targets, included by the root Makefile. Expects PY: the project venv's python (orchestrator.compose
 # and pip are used from it). See images/README.md.
 #
-#   make images [FLAVOUR=cpu|cuda]   every image of that flavour (cuda: numba, jax, tensorflow, torch, cupy)
+#   make images [FLAVOUR=cpu|cuda]   every declared image of that flavour: each framework's default service
+#                                    (cuda: numba, jax, tensorflow, torch, cupy), then every version added with
+#                                    `gdbench images add` (scripts/build_image.py --added lists them)
 #   make image-<framework>           one image, e.g. make image-torch FLAVOUR=cuda
 #   make base-image                  the local Debian bookworm + Python 3.11 base (cached)
 #   make wheelhouse                  download the locked wheels (and torch's .debs) for the flavour
@@ -30,7 +32,9 @@ export DOCKER_BUILDKIT := 0
 .PHONY: images base-image wheelhouse gdbench-wheel lock-tool locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
 	$(addprefix wheelhouse-,$(IMAGE_FRAMEWORKS_all))
 
-images: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## build every image of FLAVOUR (cpu default; FLAVOUR=cuda)
+images: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## build every declared image of FLAVOUR (cpu default; FLAVOUR=cuda)
+	@for svc in $$($(PY) scripts/build_image.py --added $(FLAVOUR)); do \
+	  $(PY) scripts/build_image.py $$svc --fetch --base $(BASE_IMAGE) $(if $(NO_CACHE),--no-cache) || exit 1; done
 
 base-image:  ## the local bookworm + Python 3.11 base image (debootstrap + docker import, once)
 ifeq ($(BASE_IMAGE),$(LOCAL_BASE_IMAGE))

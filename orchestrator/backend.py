@@ -49,8 +49,13 @@ class Backend(Protocol):
         """Why no GPU work can run here (one line with the fix), or None when it can."""
         ...
 
-    def image_tag(self, framework: str, flavour: str) -> str | None:
-        """The image a (framework, flavour) runs from, or None where there are no images."""
+    def image_tag(self, framework: str, flavour: str, version: str | None = None) -> str | None:
+        """The image a (framework, flavour, declared version) runs from, or None where there are no images."""
+        ...
+
+    def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:
+        """The versions ``--frameworks FRAMEWORK[@asked]`` means here: None (the default) for a bare name,
+        every declared one for ``all``; an undeclared version raises ``InvalidOptions`` (one line, the fix)."""
         ...
 
     def prepare(self, item: Planned) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,7 +111,8 @@ class ImageInfo:
     user: str | None
 
     def provenance(self) -> dict[str, Any]:
-        return {"tag": self.tag, "id": self.id, "digest": self.digest, "labels": dict(self.labels)}
+        return {"tag": self.tag, "id": self.id, "digest": self.digest, "labels": dict(self.labels),
+                "python_version": self.labels.get(labels.PYTHON_VERSION) or None}
 
     @property
     def framework_version(self) -> str | None:
@@ -461,8 +463,8 @@ def gpu_request(gpus: list[str] | None, *, cdi: bool) -> docker.types.DeviceRequ
 
 
 def container_name(spec: RunSpec) -> str:
-    """Docker names allow [A-Za-z0-9_.-]: a key's ``@host`` becomes ``-at-``."""
-    return f"gdbench-{spec.run_id}-{spec.key}".replace(":", "-").replace("@", "-at-")[:120]
+    """Docker names allow [A-Za-z0-9_.-]: the key's ``@`` (version, host) becomes ``-at-``, anything else ``-``."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"gdbench-{spec.run_id}-{spec.key}".replace("@", "-at-"))[:120]
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
@@ -543,12 +545,15 @@ class DockerBackend:
                 "and no NVIDIA CDI devices; install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
                 "--runtime=docker, then restart dockerd) or run with --devices cpu")
 
-    def image_tag(self, framework: str, flavour: str) -> str:
-        return self.compose.service_for(framework, flavour).image
+    def image_tag(self, framework: str, flavour: str, version: str | None = None) -> str:
+        return self.compose.service_for(framework, flavour, version).image
+
+    def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:
+        return self.compose.framework_versions(framework, flavour, asked)
 
     def prepare(self, item: Planned) -> None:
         """The image must be built; a CUDA image must not need a newer CUDA than the host driver offers."""
-        service = self.compose.service_for(item.spec.framework, item.spec.flavour)
+        service = self.compose.service_for(item.spec.framework, item.spec.flavour, item.spec.framework_version)
         if self.shipper is not None:
             from .ship import ShipRefused
 

@@ -49,8 +49,11 @@ class Unreachable:
     def gpu_unavailable(self) -> str | None:
         return self.reason
 
-    def image_tag(self, framework: str, flavour: str) -> str:
-        return self.compose.service_for(framework, flavour).image
+    def image_tag(self, framework: str, flavour: str, version: str | None = None) -> str:
+        return self.compose.service_for(framework, flavour, version).image
+
+    def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:
+        return self.compose.framework_versions(framework, flavour, asked)
 
     def prepare(self, item: Planned) -> None:
         item.preflight = ("unavailable", self.reason)

@@ -48,8 +48,21 @@ class LocalBackend:
             return None
         return f"GPU requested but this machine has no usable NVIDIA GPU: {self.gpus.error or 'NVML lists no GPUs'}"
 
-    def image_tag(self, framework: str, flavour: str) -> str | None:
+    def image_tag(self, framework: str, flavour: str, version: str | None = None) -> str | None:
         return None
+
+    def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:
+        """Only the version installed here can run: ``@all`` means it, any other version is refused."""
+        if asked in (None, "all"):
+            return [None]
+        installed = installed_version(framework)
+        if asked != installed:
+            from .errors import InvalidOptions
+
+            raise InvalidOptions(f"--backend local runs the {framework} installed in this environment "
+                                 f"({installed or 'not installed'}), not {framework}@{asked}",
+                                 fix=f"drop @{asked}, or run it from its image with --backend docker")
+        return [asked]
 
     def prepare(self, item: Planned) -> None:
         """Nothing to check: the environment is this one, and the solver reports what it lacks."""
@@ -65,6 +78,19 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def installed_version(framework: str) -> str | None:
+    """The framework's distribution version in this environment (local build tag dropped), None if absent."""
+    from importlib import metadata
+
+    for dist in (framework, f"{framework}-cpu", "cupy-cuda13x", "cupy-cuda12x"):
+        if framework in dist:
+            try:
+                return metadata.version(dist).split("+")[0]
+            except metadata.PackageNotFoundError:
+                continue
+    return None
 
 
 def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:

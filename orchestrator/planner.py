@@ -1,4 +1,4 @@
-"""Planning a sweep: every (framework, device) container and its fate, decided before anything runs.
+"""Planning a sweep: every (framework, version, device) container and its fate, decided before anything runs.
 
 Planning touches nothing that runs: through the backend it resolves images, the cpuset, GPU availability
 and CUDA compatibility, so a bad option or a missing image stops the sweep before any container exists.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidOptions
 from .rundir import MANIFEST, RunDir
-from .spec import RunSpec, SweepOptions, framework_devices
+from .spec import RunSpec, SweepOptions, framework_devices, split_framework
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -88,31 +88,47 @@ def plan(opts: SweepOptions, run_dir: RunDir, backend: Backend, *, run_id: str |
     notes: list[str] = []
     planned: list[Planned] = []
     gpu_line_said = False
-    for fw in opts.frameworks:
-        offered = framework_devices(fw)
-        for device in _devices(fw, offered, opts.devices, gpu_possible=no_gpu is None, notes=notes):
-            gpu = device == "gpu"
-            flavour = (opts.flavour or ("cuda" if gpu else "cpu")) if "gpu" in offered else "cpu"
-            spec = RunSpec.from_sweep(opts, fw, device, backend.image_tag(fw, flavour), flavour, run_id,
-                                      host=backend.host)
-            item = Planned(spec=spec, gpu=gpu)
-            if spec.key in done:
-                item.resumed = True
-            elif gpu and no_gpu is not None:
-                item.preflight = ("unavailable", no_gpu)
-                if not gpu_line_said and progress:
-                    progress.note(no_gpu)
-                gpu_line_said = True
-            else:
-                backend.prepare(item)
-                if item.preflight is not None and progress:
-                    progress.note(item.preflight[1])
-            planned.append(item)
+    for fw, version, device, flavour in containers(opts, backend, gpu_possible=no_gpu is None, notes=notes):
+        gpu = device == "gpu"
+        spec = RunSpec.from_sweep(opts, fw, device, backend.image_tag(fw, flavour, version), flavour, run_id,
+                                  framework_version=version, host=backend.host)
+        item = Planned(spec=spec, gpu=gpu)
+        if spec.key in done:
+            item.resumed = True
+        elif gpu and no_gpu is not None:
+            item.preflight = ("unavailable", no_gpu)
+            if not gpu_line_said and progress:
+                progress.note(no_gpu)
+            gpu_line_said = True
+        else:
+            backend.prepare(item)
+            if item.preflight is not None and progress:
+                progress.note(item.preflight[1])
+        planned.append(item)
     if not planned:
         raise InvalidOptions("nothing to run: no framework offers the requested device(s)"
                              + (f" ({'; '.join(notes)})" if notes else ""))
     return Sweep(opts=opts, run_id=run_id, run_dir=run_dir, planned=planned, backend=backend,
                  host_record=backend.host_record(), notes=notes)
+
+
+def containers(opts: SweepOptions, backend: Backend, *, gpu_possible: bool,
+               notes: list[str]) -> list[tuple[str, str | None, str, str]]:
+    """(framework, version, device, flavour) of every container, each version checked against what the backend
+    declares before anything is prepared or started (an undeclared version stops the whole sweep here)."""
+    out: list[tuple[str, str | None, str, str]] = []
+    seen: set[tuple[str, str, str | None]] = set()  # one container per image and device, however it was named
+    for token in opts.frameworks:
+        fw, asked = split_framework(token)
+        offered = framework_devices(fw)
+        for device in _devices(fw, offered, opts.devices, gpu_possible=gpu_possible, notes=notes):
+            flavour = (opts.flavour or ("cuda" if device == "gpu" else "cpu")) if "gpu" in offered else "cpu"
+            for version in backend.framework_versions(fw, flavour, asked):
+                same = (fw, device, backend.image_tag(fw, flavour, version) or version)
+                if same not in seen:
+                    seen.add(same)
+                    out.append((fw, version, device, flavour))
+    return out
 
 
 def _devices(framework: str, offered: tuple[str, ...], asked: list[str], *, gpu_possible: bool,

@@ -270,9 +270,9 @@ class SweepRunner:
                 doc: dict[str, Any] | None = None, host_load: dict[str, Any] | None = None) -> dict[str, Any]:
         spec = item.spec
         rec: dict[str, Any] = {
-            "key": spec.key, "framework": spec.framework, "device": spec.device, "flavour": spec.flavour,
-            "host": spec.host,
-            "status": status, "reason": reason, "document": f"{spec.key}.json" if doc is not None else None,
+            "key": spec.key, "framework": spec.framework, "framework_version": spec.framework_version,
+            "device": spec.device, "flavour": spec.flavour, "host": spec.host, "status": status, "reason": reason,
+            "document": f"{spec.key}.json" if doc is not None else None,
             "image": item.image.provenance() if item.image else ({"tag": spec.image} if spec.image else None),
             "resumed": item.resumed,
         }

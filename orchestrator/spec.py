@@ -46,15 +46,47 @@ def _rule(check: Callable[..., _T], *args: Any) -> _T:
 _split = options.split
 
 
+#: ``FRAMEWORK@VERSION``'s version: PEP 440 release text, optionally ``-py3.13`` (a version on another base).
+_VERSION_KEY = re.compile(r"(?P<version>[0-9][0-9A-Za-z.+!_]*)(?:-py(?P<python>3\.\d+))?")
+
+
+def split_framework(token: str) -> tuple[str, str | None]:
+    """``numpy`` → (numpy, None: its default version); ``numpy@1.26.4`` → (numpy, 1.26.4); ``numpy@all``."""
+    name, sep, version = token.partition("@")
+    if name not in registry.REGISTRY:
+        raise InvalidOptions(f"unknown framework {name or token!r} in --frameworks; choose from "
+                             f"{', '.join(registry.FRAMEWORKS)} (FRAMEWORK, FRAMEWORK@VERSION or FRAMEWORK@all)")
+    if not sep:
+        return name, None
+    if version == "all":
+        return name, "all"
+    m = _VERSION_KEY.fullmatch(version)
+    if not m or not _is_version(m["version"]):
+        raise InvalidOptions(f"--frameworks {token!r}: {version!r} is not a version; give {name}@VERSION "
+                             f"(e.g. {name}@1.2.3) or {name}@all", fix="gdbench images lists the declared versions")
+    return name, version
+
+
+def _is_version(text: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def parse_frameworks(text: str | None) -> list[str]:
-    """Comma list of framework names; empty or ``all`` means every registered framework."""
+    """Comma list of ``FRAMEWORK``, ``FRAMEWORK@VERSION`` or ``FRAMEWORK@all``; empty or ``all``: every
+    registered framework at its default version. Versions are checked against what is declared by the planner
+    (they depend on the flavour, which depends on the device)."""
     if text is None or text.strip() in ("", "all"):
         return list(registry.FRAMEWORKS)
-    names = _split(text)
-    unknown = [n for n in names if n not in registry.REGISTRY]
-    if unknown:
-        raise InvalidOptions(f"unknown framework(s) {', '.join(unknown)}; choose from {', '.join(registry.FRAMEWORKS)}")
-    return list(dict.fromkeys(names))
+    tokens = _split(text)
+    for token in tokens:
+        split_framework(token)
+    return list(dict.fromkeys(tokens))
 
 
 def parse_devices(text: str) -> list[str]:
@@ -233,14 +265,16 @@ class RunSpec:
     sync_check: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     gpus: list[str] | None = None  # GPU device ids for a GPU container; None: all
+    #: The declared version this container runs (a compose ``version_key``); None: the framework's default.
+    framework_version: str | None = None
     host: str = "local"  # the inventory name of the engine it runs on
 
     @property
     def key(self) -> str:
-        """File stem of this container's document in the run directory; a host other than ``local`` adds
-        ``@host`` (e.g. ``numpy-cpu@gpu1``), so one run directory holds a whole fleet."""
-        base = f"{self.framework}-{self.device}"
-        return base if self.host == "local" else f"{base}@{self.host}"
+        """File stem of this container's document in the run directory: ``numpy-cpu`` for the default version,
+        ``numpy@1.26.4-cpu`` for an explicit one, ``…@gpu1`` on a host other than ``local``, so resume and
+        merge see each version on each host as its own container (one run directory holds a whole fleet)."""
+        return run_key(self.framework, self.device, self.framework_version, self.host)
 
     def solver_args(self) -> list[str]:
         """Arguments after ``python -m solvers``: the same for a container and a local process."""
@@ -252,14 +286,21 @@ class RunSpec:
 
     @classmethod
     def from_sweep(cls, opts: SweepOptions, framework: str, device: str, image: str | None, flavour: str,
-                   run_id: str, host: str = "local") -> RunSpec:
+                   run_id: str, framework_version: str | None = None, host: str = "local") -> RunSpec:
         assert opts.threads is not None and opts.cpuset is not None, "call SweepOptions.with_cpus first"
         return cls(framework=framework, device=device, image=image, flavour=flavour, dims=list(opts.dims),
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
-                   sync_check=opts.sync_check, labels=dict(opts.labels), host=host,
-                   gpus=list(opts.gpus) if opts.gpus is not None and device == "gpu" else None)
+                   sync_check=opts.sync_check, labels=dict(opts.labels),
+                   gpus=list(opts.gpus) if opts.gpus is not None and device == "gpu" else None,
+                   framework_version=framework_version, host=host)
+
+
+def run_key(framework: str, device: str, version: str | None = None, host: str = "local") -> str:
+    """The one spelling of a container's key: ``numpy-cpu``, ``numpy@1.26.4-cpu``, ``numpy@1.26.4-cpu@gpu1``."""
+    key = f"{framework}@{version}-{device}" if version is not None else f"{framework}-{device}"
+    return key if host == "local" else f"{key}@{host}"
 
 
 def framework_devices(framework: str) -> tuple[str, ...]:

@@ -297,7 +297,7 @@ def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) ->
 
 def _pinned_version(in_text: str, framework: str) -> str:
     """The version a recipe pins its framework (or jax's jaxlib) at: the one an added version replaces."""
-    names = {framework, WHEEL_CARRIER[framework]}
+    names = {framework, WHEEL_CARRIER[framework], f"{framework}-cpu"}  # tensorflow-cpu is TF's CPU recipe
     for line in in_text.splitlines():
         m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s+;]+)", line.strip())
         if m and m[1].lower() in names:

@@ -5,7 +5,12 @@ CUDA versions), adds provenance only the host knows (git revision and date, the 
 Docker a build context of exactly the files the image needs, with the same relative paths as the checkout,
 so a build with context ``.`` (compose, the orchestrator) makes the same image, only with a larger upload.
 
-Usage: python scripts/build_image.py SERVICE [--base IMAGE]
+A service added with ``gdbench images add`` has no make rule of its own: ``--fetch`` first does what
+``make image-<framework>`` does before it (the base, the gdbench wheel, the lock's wheelhouse for the
+service's Python, the Debian packages), so ``gdbench images build`` and ``make images`` build it in one step.
+
+Usage: python scripts/build_image.py SERVICE [--base IMAGE] [--fetch]
+       python scripts/build_image.py --added FLAVOUR     (the added services of a flavour, one a line)
 """
 
 from __future__ import annotations
@@ -117,10 +122,39 @@ def check(service_name: str, image: str, args: dict[str, str]) -> Path:
     return lock
 
 
-def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = False) -> str:
+def added_services(flavour: str) -> list[str]:
+    """Services that build from a lock other than their framework's default (what ``images add`` declared)."""
+    compose = load_compose(ROOT / "compose.yaml")
+    return [s.name for s in compose.services.values() if s.flavour == flavour and s.args.get("LOCK")]
+
+
+def fetch(service_name: str, env: dict[str, str]) -> None:
+    """What the build needs on disk before it: base, gdbench wheel, the lock's wheelhouse, the .deb files."""
+    svc = load_compose(ROOT / "compose.yaml", env=env).service(service_name)
+    args = svc.args
+    ensure_base(args["BASE_IMAGE"])
+    lock = lock_path(args.get("FRAMEWORK", ""), args.get("FLAVOUR", ""), args.get("LOCK"))
+    steps = [["bash", "scripts/build-wheel.sh", ".cache/dist"],
+             [sys.executable, "scripts/fetch_wheels.py", lock.relative_to(ROOT).as_posix(),
+              wheelhouse_for(args["FRAMEWORK"], lock), "--python", base_of(args).python]]
+    apt = ROOT / "images" / args["FRAMEWORK"] / "apt-packages.txt"
+    if apt.is_file():
+        steps.append(["bash", "scripts/fetch-debs.sh", args["BASE_IMAGE"], apt.relative_to(ROOT).as_posix(),
+                      f".cache/debhouse/{args['FRAMEWORK']}"])
+    for cmd in steps:
+        done = subprocess.run(cmd, cwd=ROOT, env={**env, "PYTHON": sys.executable}, stdout=subprocess.DEVNULL,
+                              check=False)
+        if done.returncode:
+            raise BuildError(f"service {service_name}: {' '.join(cmd)} failed (exit {done.returncode})")
+
+
+def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = False,
+          fetch_first: bool = False) -> str:
     env = dict(os.environ)
     if base:
         env["GDBENCH_BASE_IMAGE"] = base
+    if fetch_first:
+        fetch(service_name, env)
     compose = load_compose(ROOT / "compose.yaml", env=env)
     svc = compose.service(service_name)
     if svc.build is None:
@@ -142,7 +176,8 @@ def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = F
                          f"--python {base_of(args).python}")
     context = [svc.build.dockerfile, "images/system-delta.sh", lock.relative_to(ROOT).as_posix(), wheelhouse,
                debhouse, *wheels]
-    cmd = ["docker", "build", "--rm", "--force-rm", "-f", svc.build.dockerfile, "-t", svc.image]
+    # --network none: the build installs from the context only, so it needs (and gets) no network at all.
+    cmd = ["docker", "build", "--rm", "--force-rm", "--network", "none", "-f", svc.build.dockerfile, "-t", svc.image]
     if no_cache:
         cmd.append("--no-cache")
     for key, value in sorted(args.items()):
@@ -168,13 +203,20 @@ def build(service_name: str, base: str | None, log_dir: Path, no_cache: bool = F
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("service", help="compose service: numpy, …, torch, numba-gpu, …, cupy-gpu")
+    parser.add_argument("service", nargs="?", help="compose service: numpy, …, torch, numba-gpu, …, cupy-gpu")
+    parser.add_argument("--fetch", action="store_true", help="fetch base, wheel, wheelhouse and .debs first")
+    parser.add_argument("--added", choices=("cpu", "cuda"), help="list the added services of a flavour and exit")
     parser.add_argument("--base", help=f"base image (default: compose's, i.e. {LOCAL_BASE})")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".cache" / "build-logs")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer (a cold build's time)")
     opts = parser.parse_args(argv)
+    if opts.added:
+        print("\n".join(added_services(opts.added)))
+        return 0
+    if not opts.service:
+        parser.error("give a SERVICE (or --added FLAVOUR)")
     try:
-        build(opts.service, opts.base, opts.log_dir, opts.no_cache)
+        build(opts.service, opts.base, opts.log_dir, opts.no_cache, opts.fetch)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

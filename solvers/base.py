@@ -6,6 +6,7 @@ warm-up, correctness and metadata live in shared code (``timing``, ``metadata``)
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
@@ -41,6 +42,35 @@ class Solver(Protocol):
     #   relayout: str      what the copy is
 
 
+#: One API a framework module needs: (first release that has it, what it is, the variants that use it).
+Requirement = tuple[str, str, tuple[str, ...]]
+
+
+def release_tuple(version: str) -> tuple[int, ...]:
+    """``2.21.0`` → (2, 21, 0); ``2.13.0+cpu`` and ``0.4.38rc1`` keep their leading release numbers only."""
+    parts = []
+    for piece in version.split("+")[0].split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits[0]))
+        if digits[0] != piece:
+            break
+    return tuple(parts)
+
+
+def api_gaps(name: str, version: str, requires: tuple[Requirement, ...]) -> dict[str, str]:
+    """variant → why the installed ``version`` cannot run it: the first missing API it needs, in one line."""
+    have = release_tuple(version)
+    gaps: dict[str, str] = {}
+    for minimum, what, variants in requires:
+        if have < release_tuple(minimum):
+            for v in variants:
+                gaps.setdefault(v, f"{name} {version} lacks {what} (added in {name} {minimum}), which the {v} "
+                                   f"variant needs; pin {name} >= {minimum}")
+    return gaps
+
+
 class Unavailable(Exception):
     """The framework, device or variant cannot run here (not installed, no GPU visible, not offered)."""
 
@@ -72,9 +102,17 @@ class Framework(ABC):
         """True where ``device`` is a simulator (its rows are checked for correctness but carry no timing)."""
         return False
 
+    #: The APIs this module uses that older releases lack; an installed version without one makes the variants
+    #: that use it ``unavailable`` with that reason (never a crash, never another code path).
+    requires: tuple[Requirement, ...] = ()
+
+    def api_gaps(self) -> dict[str, str]:
+        """variant → why this installed version's API cannot run it (empty when every variant can run)."""
+        return api_gaps(self.name, self.version(), self.requires)
+
     def variant_unavailable_reason(self, device: str, variant: str) -> str:
         """Why ``variant`` is not offered on ``device``, for the row's ``reason``."""
-        return f"{self.name} offers no {variant} on {device}"
+        return self.api_gaps().get(variant) or f"{self.name} offers no {variant} on {device}"
 
     @abstractmethod
     def make_solver(self, device: str, variant: str) -> Solver:

@@ -169,7 +169,8 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
     fw_info = {"name": fw.name, "version": fw.version(), **fw.details(args.device)}
     provenance = metadata.collect(fw_info, thread_info, blas, gpu=gpu)
     gpu_state = metadata.collect_gpu_state if gpu else (lambda: None)
-    offered = fw.variants[args.device]
+    gaps = fw.api_gaps()  # variants this version's API cannot run: unavailable with the reason, never attempted
+    offered = tuple(v for v in fw.variants[args.device] if v not in gaps)
 
     results: list[dict[str, Any]] = []
     floors: list[dict[str, Any]] = []

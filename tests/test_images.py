@@ -45,10 +45,15 @@ def pins(lock: Path) -> dict[str, str]:
                                                      lock.read_text(), re.MULTILINE)}
 
 
-def framework_pin(framework: str, flavour: str) -> str:
+def framework_pin(framework: str, flavour: str, lock: Path | None = None) -> str:
     dist = {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
                                                                                         framework)
-    return pins(lock_path(framework, flavour))[dist]
+    return pins(lock or lock_path(framework, flavour))[dist]
+
+
+def added_services() -> set[str]:
+    """Versions declared with ``gdbench images add``: services that build from a lock of their own."""
+    return {s.name for s in compose().services.values() if s.args.get("LOCK")}
 
 
 @cache
@@ -116,10 +121,21 @@ def _installable(filename: str) -> bool:
 def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
     """CI builds no CUDA image (3-5 GB each); instead every pin of the CUDA lock must name a file on PyPI that
     the image can install and whose sha256 the lock lists, which is exactly what the image build needs."""
+    check_cuda_lock(lock_path(framework, "cuda"))
+
+
+@pytest.mark.parametrize("lock", sorted(ROOT.glob("images/*/requirements-*-cuda.txt")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_added_cuda_lock_resolves_to_files_on_pypi(lock: Path) -> None:
+    """The same for every CUDA version added with ``gdbench images add --flavour cuda`` (3.11 base)."""
+    check_cuda_lock(lock)
+
+
+def check_cuda_lock(lock: Path) -> None:
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    text = lock_path(framework, "cuda").read_text()
+    text = lock.read_text()
     blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
 
     def check(block: str) -> str | None:
@@ -145,18 +161,24 @@ def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
 
 def test_compose_declares_every_image_consistently_with_the_locks() -> None:
     cf = compose()
+    from orchestrator.versions import BASES
+
     expected = {*FRAMEWORKS, *CUDA_SERVICES}
-    assert set(cf.services) == expected
+    assert set(cf.services) - added_services() == expected
     for svc in cf.services.values():
         args = svc.build.args
         fw, flavour = svc.framework, svc.flavour
         assert (args["FRAMEWORK"], args["FLAVOUR"]) == (fw, flavour)
-        version = framework_pin(fw, flavour)
+        lock = ROOT / args["LOCK"] if "LOCK" in args else lock_path(fw, flavour)
+        assert lock.is_file() and lock.with_suffix(".in").is_file(), svc.name
+        version = framework_pin(fw, flavour, lock)
+        suffix = "" if svc.python == "3.11" else f"-py{svc.python}"
         assert args["FRAMEWORK_VERSION"] == version
-        assert svc.image == f"gdbench/{fw}:{version.split('+')[0]}-{flavour}" == f"gdbench/{fw}:{args['IMAGE_VERSION']}"
+        assert svc.image == f"gdbench/{fw}:{version.split('+')[0]}-{flavour}{suffix}" == (
+            f"gdbench/{fw}:{args['IMAGE_VERSION']}")
         assert svc.build.context == ROOT and svc.build.dockerfile == "images/Dockerfile"
-        assert args["BASE_IMAGE"] == "gdbench/base:bookworm-py3.11"
-        runtime = [v for k, v in pins(lock_path(fw, flavour)).items()
+        assert args["BASE_IMAGE"] == BASES[svc.python].tag
+        runtime = [v for k, v in pins(lock).items()
                    if re.fullmatch(r"nvidia-cuda-runtime(-cu\d+)?", k)]
         assert args["CUDA_VERSION"] == (".".join(runtime[0].split(".")[:2]) if runtime else "")
         assert svc.profiles == (("gpu",) if flavour == "cuda" else ())
@@ -175,7 +197,7 @@ def test_docker_compose_accepts_the_file() -> None:
     done = subprocess.run(["docker-compose", "--profile", "gpu", "config", "--services"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert set(done.stdout.split()) == {*FRAMEWORKS, *CUDA_SERVICES}
+    assert set(done.stdout.split()) == set(compose().services)  # every declared service, added versions too
 
 
 # ------------------------------------------------------------------------------------------------- docker

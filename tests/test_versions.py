@@ -163,18 +163,19 @@ def test_a_refused_add_changes_nothing(checkout: Path) -> None:
     assert compose.read_text() == before and sorted((checkout / "images").rglob("*")) == files
 
 
-SERVICE = dict(name="numpy-1.26.4", image="gdbench/numpy:1.26.4-cpu", framework="numpy", version="1.26.4",
-               flavour="cpu", lock="images/numpy/requirements-1.26.4-cpu.txt", base_image=None, cuda_version=None)
+# 1.25.2: a version compose.yaml does not declare (1.26.4 is).
+SERVICE = dict(name="numpy-1.25.2", image="gdbench/numpy:1.25.2-cpu", framework="numpy", version="1.25.2",
+               flavour="cpu", lock="images/numpy/requirements-1.25.2-cpu.txt", base_image=None, cuda_version=None)
 
 
 def test_add_then_remove_gives_compose_back_byte_for_byte() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    added = compose_edit.add_service(text, "numpy-1.26.4", compose_edit.service_block(**SERVICE))
+    added = compose_edit.add_service(text, "numpy-1.25.2", compose_edit.service_block(**SERVICE))
     assert added.startswith(text) and "# The gdbench images" in added  # comments kept
     services = yaml.safe_load(added)["services"]
-    assert services["numpy-1.26.4"]["build"]["args"]["FRAMEWORK_VERSION"] == "1.26.4"
-    assert services["numpy-1.26.4"]["build"]["args"]["FLAVOUR"] == "cpu"  # the cpu anchor merged
-    assert compose_edit.remove_service(added, "numpy-1.26.4") == text
+    assert services["numpy-1.25.2"]["build"]["args"]["FRAMEWORK_VERSION"] == "1.25.2"
+    assert services["numpy-1.25.2"]["build"]["args"]["FLAVOUR"] == "cpu"  # the cpu anchor merged
+    assert compose_edit.remove_service(added, "numpy-1.25.2") == text
 
 
 def test_a_cuda_block_carries_the_gpu_reservation_and_its_cuda() -> None:
@@ -204,3 +205,11 @@ def test_compose_edit_bad_input() -> None:
         compose_edit.service_names("x-build: {}\n")
     with pytest.raises(ComposeError, match="top-level key after services"):
         compose_edit.service_names(text + "volumes:\n  data: {}\n")
+
+
+def test_the_tensorflow_cpu_recipe_is_found_by_its_distribution_name() -> None:
+    """TF's CPU recipe pins tensorflow-cpu, not tensorflow: adding a TF version starts from it."""
+    text = (ROOT / "images/tensorflow/requirements-cpu.in").read_text()
+    assert versions._pinned_version(text, "tensorflow") == "2.21.0"
+    pin = versions.Pin("tensorflow", "2.17.1", "cpu", versions.BASES["3.11"], ())
+    assert "tensorflow-cpu==2.17.1" in versions.requirements_in(pin, text, "2.21.0")

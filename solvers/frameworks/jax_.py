@@ -186,6 +186,8 @@ class CmdbufSolver(FusedSolver):
 class JaxFramework(Framework):
     name = "jax"
     variants = {"cpu": ("loop", "fused"), "gpu": ("loop", "fused", "fused_cmdbuf")}
+    #: jax.Array (the one array type, 0.4.1) is what the solvers put on a device and block on.
+    requires = (("0.4.1", "jax.Array", ("loop", "fused", "fused_cmdbuf")),)
 
     def __init__(self) -> None:
         self._gpu_error: str | None = None

@@ -324,6 +324,8 @@ class FusedSolver(LoopSolver):
 class NumbaFramework(Framework):
     name = "numba"
     variants = {"cpu": ("loop", "fused")}
+    #: Both variants run prange regions on a pool set to --threads with set_num_threads (numba 0.49).
+    requires = (("0.49", "numba.set_num_threads / get_num_threads", ("loop", "fused")),)
 
     def __init__(self) -> None:
         # Numba compiles `@` and np.dot to BLAS calls it finds through SciPy; without SciPy `loop` cannot
@@ -336,6 +338,8 @@ class NumbaFramework(Framework):
 
     def configure_threads(self, threads: int) -> dict[str, Any]:
         """Numba's pool was sized from NUMBA_NUM_THREADS at import; the API may only lower it."""
+        if not hasattr(numba, "set_num_threads"):  # older than ``requires``: its variants are unavailable
+            return {"num_threads": None, "pool_size": numba.config.NUMBA_NUM_THREADS, "threading_layer": None}
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         return {"num_threads": numba.get_num_threads(), "pool_size": numba.config.NUMBA_NUM_THREADS,
                 "threading_layer": self.threading_layer()}

@@ -21,6 +21,7 @@ count and inter-op to 1. Sync: ``.numpy()`` on both outputs, which waits for the
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,14 @@ from ..problem import ProblemData, augmented_transpose
 tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
-@tf.function(jit_compile=True)
+#: tf.function's jit_compile arrived in TF 2.5 (before it: experimental_compile). Without it neither variant
+#: can be compiled by XLA; both are then reported unavailable (``requires``), and the plain tf.function below
+#: is never run, so no variant silently measures TF's graph executor instead of XLA.
+HAS_JIT_COMPILE = "jit_compile" in inspect.signature(tf.function).parameters
+_xla = tf.function(jit_compile=True) if HAS_JIT_COMPILE else tf.function
+
+
+@_xla
 def _step(X: tf.Tensor, y: tf.Tensor, W: tf.Tensor, b: tf.Tensor, lr: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """One textbook gradient step; n comes from the static shape, so the constants take X's dtype."""
     n = X.shape[0]
@@ -49,7 +57,7 @@ def _step(X: tf.Tensor, y: tf.Tensor, W: tf.Tensor, b: tf.Tensor, lr: tf.Tensor)
 BLOCKS = (256, 16, 1)
 
 
-@tf.function(jit_compile=True)
+@_xla
 def _fused(iters: tf.Tensor, A: tf.Tensor, y: tf.Tensor, theta0: tf.Tensor,
            step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``iters`` steps on θ = (W, b) with A = [Xᵀ; 1ᵀ]; ``step`` = 2·lr/n, so θ += step·A·(y − θ·A).
@@ -157,6 +165,14 @@ def _gpus() -> list[Any]:
 class TensorflowFramework(Framework):
     name = "tensorflow"
     variants = {"cpu": ("loop", "fused"), "gpu": ("loop", "fused")}
+    requires = (("2.5", "tf.function(jit_compile=True)", ("loop", "fused")),)
+
+    def api_gaps(self) -> dict[str, str]:
+        gaps = super().api_gaps()
+        if not HAS_JIT_COMPILE:  # whatever the version says, the signature decides
+            gaps = {v: f"tensorflow {tf.__version__}: tf.function takes no jit_compile (TF >= 2.5 does), which "
+                       f"the {v} variant needs" for v in ("loop", "fused")}
+        return gaps
 
     def version(self) -> str:
         return tf.__version__
