@@ -21,6 +21,7 @@ from rich.text import Text
 from solvers import registry
 from solvers.options import DEFAULTS
 
+from .cli_common import ComposeOpt, DockerOpt, HostsFileOpt, HostsOpt, err_console, out_console
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, GdbenchError, Interrupted
 from .spec import (
     BackendName,
@@ -39,30 +40,6 @@ from .spec import (
 
 app = typer.Typer(name="gdbench", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Gradient-descent benchmark across numerical frameworks in containers: run, merge, report.")
-
-ComposeOpt = Annotated[Path | None, typer.Option("--compose", help="compose file with the image services "
-                                                 "(default: ./compose.yaml, then the gdbench checkout's)")]
-DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_HOST",
-                                               help="Docker daemon URL (default: the environment's)")]
-HostsOpt = Annotated[str | None, typer.Option(
-    "--hosts", help="comma list of hosts from the hosts file, or all", show_default="local")]
-HostsFileOpt = Annotated[Path | None, typer.Option(
-    "--hosts-file", help="inventory of Docker engines: one hosts.NAME table per engine", show_default="./hosts.toml")]
-
-
-def _out() -> Console:
-    """Tables that are the command's data go to stdout (wide when piped)."""
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = 160
-    return console
-
-
-def _err() -> Console:
-    from .progress import stderr_console
-
-    return stderr_console()
-
 
 @app.command("run")
 def run_command(
@@ -166,7 +143,7 @@ def merge_command(
     if df.empty:
         raise GdbenchError(f"no valid result documents in {', '.join(map(str, runs))}")
     parquet, csv = write_merged(df, out)
-    _err().print(f"merged {len(df)} rows from {len(runs)} source(s)")
+    err_console().print(f"merged {len(df)} rows from {len(runs)} source(s)")
     typer.echo(f"{parquet}\n{csv}")
     return EXIT_OK
 
@@ -192,119 +169,12 @@ def doctor_command(
             table.add_column(col, overflow="fold")
         for c in checks:
             table.add_row(escape(c.name), f"[{style[c.level]}]{c.level}[/]", escape(c.detail), escape(c.fix or ""))
-        _out().print(table)
+        out_console().print(table)
     bad = blockers(checks)
     if bad:
         listed = "; ".join(f"{c.name}: fix with {c.fix}" for c in bad)
-        _err().print(f"[bold red]{len(bad)} blocker(s)[/]: " + escape(listed))
+        err_console().print(f"[bold red]{len(bad)} blocker(s)[/]: " + escape(listed))
         return 1
-    return EXIT_OK
-
-
-class _ImagesGroup(typer.core.TyperGroup):
-    """``gdbench images [NAMES…] [--build]`` stays the listing: anything that is not a subcommand goes to ``list``."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
-            args = ["list", *args]
-        return super().parse_args(ctx, args)
-
-
-images_app = typer.Typer(cls=_ImagesGroup, no_args_is_help=False, add_completion=False,
-                         help="The declared images: list them, add or remove a framework version, build them.")
-app.add_typer(images_app, name="images")
-PythonOpt = Annotated[str | None, typer.Option("--python", help="the image's Python: 3.11 (bookworm base) or 3.13 "
-                                               "(trixie base)", show_default="3.11 where the version supports it")]
-VersionArg = Annotated[str, typer.Argument(help="FRAMEWORK==VERSION, e.g. numpy==1.26.4", show_default=False)]
-FlavourOpt = Annotated[Flavour | None, typer.Option(help="cpu or cuda", show_default="cpu (cuda for cupy)")]
-
-
-@images_app.command("list")
-def images_command(
-    build: Annotated[bool, typer.Option("--build", help="build the named images (default: every CPU image) "
-                                                        "from compose's build sections")] = False,
-    names: Annotated[list[str] | None, typer.Argument(
-        help="frameworks, FRAMEWORK@VERSION or compose services, e.g. numpy jax-gpu numpy@1.26.4",
-        show_default=False)] = None,
-    flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
-    compose: ComposeOpt = None,
-    docker_url: DockerOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
-) -> int:
-    """List every declared image, built or not (version, Python, default?, size), or build them with --build."""
-    from .compose import load_compose
-    from .dockerhost import DockerEngine
-    from .images import build as build_images
-    from .images import image_rows, select_services
-
-    cf = load_compose(str(compose) if compose else None)
-    selected = None
-    if build or names:
-        selected = select_services(cf, list(names or []), flavour.value if flavour else None)
-    engine = DockerEngine.connect(docker_url)
-    if build:
-        err = _err()
-        build_images(engine, selected or [], lambda line: err.print(line, markup=False))
-    rows = image_rows(cf, engine)
-    if selected is not None:
-        rows = [r for r in rows if r["service"] in {s.name for s in selected}]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return EXIT_OK
-    from rich.table import Table
-
-    table = Table(title=f"gdbench images ({cf.path})", title_justify="left")
-    for col in ("service", "tag", "version", "python", "default", "built", "size", "cuda", "id"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(escape(r["service"]), escape(r["tag"]), escape(r["version"] or "-"), escape(r["python"]),
-                      "yes" if r["default"] else "", "[green]yes[/]" if r["built"] else "[red]no[/]",
-                      f"{r['size_bytes'] / 1e9:.2f} GB" if r["size_bytes"] else "-",
-                      r["cuda_version"] or "-", (r["id"] or "-").removeprefix("sha256:")[:12])
-    _out().print(table)
-    return EXIT_OK
-
-
-@images_app.command("add")
-def images_add_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                       compose: ComposeOpt = None) -> int:
-    """Declare another version: check it on PyPI, resolve its hash lock, add its service to compose.yaml."""
-    from .compose import load_compose
-    from .images import add_version
-
-    err = _err()
-    lines = add_version(pin, flavour.value if flavour else None, python, load_compose(str(compose) if compose
-                        else None), lambda line: err.print(line, markup=False))
-    typer.echo("\n".join(lines))
-    return EXIT_OK
-
-
-@images_app.command("remove")
-def images_remove_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                          compose: ComposeOpt = None) -> int:
-    """Undo ``images add`` exactly: its compose service, its .in and its lock (a built image stays)."""
-    from .compose import load_compose
-    from .images import remove_version
-
-    typer.echo(remove_version(pin, flavour.value if flavour else None, python,
-                              load_compose(str(compose) if compose else None)))
-    return EXIT_OK
-
-
-@images_app.command("build")
-def images_build_command(
-    names: Annotated[list[str] | None, typer.Argument(
-        help="services, frameworks or FRAMEWORK@VERSION / FRAMEWORK@all", show_default="every CPU service")] = None,
-    flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild every layer")] = False,
-    compose: ComposeOpt = None,
-) -> int:
-    """Build declared images as make images does: base, wheel, the lock's wheelhouse, then the offline build."""
-    from .compose import load_compose
-    from .images import build_declared, select_services
-
-    cf = load_compose(str(compose) if compose else None)
-    build_declared(cf, select_services(cf, list(names or []), flavour.value if flavour else None), no_cache)
     return EXIT_OK
 
 
@@ -316,53 +186,18 @@ def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_fi
 
     if hosts is None and hosts_file is None:
         removed = DockerEngine.connect(docker_url).remove_containers()
-        _err().print(f"removed {removed} container(s)")
+        err_console().print(f"removed {removed} container(s)")
         return EXIT_OK
     for entry in inventory.select(inventory.load(hosts_file), hosts or "all"):
         removed = DockerEngine.for_host(entry).remove_containers()
-        _err().print(f"{entry.name}: removed {removed} container(s)")
+        err_console().print(f"{entry.name}: removed {removed} container(s)")
     return EXIT_OK
 
 
-hosts_app = typer.Typer(no_args_is_help=True, help="The Docker engines of hosts.toml.")
+from .cli_hosts import hosts_app  # noqa: E402  (gdbench hosts …)
+from .cli_images import images_app  # noqa: E402  (gdbench images …)
 
-
-@hosts_app.command("check")
-def hosts_check_command(
-    hosts: HostsOpt = None,
-    hosts_file: HostsFileOpt = None,
-    compose: ComposeOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
-) -> int:
-    """One row per host: reachable, engine, OS/kernel, CPUs, NVIDIA runtime, GPUs, driver, CUDA, images."""
-    from rich.table import Table
-
-    from . import inventory
-    from .compose import load_compose
-    from .hostcheck import check_hosts, summary
-
-    entries = inventory.select(inventory.load(hosts_file), hosts or "all")
-    rows = check_hosts(entries, load_compose(str(compose) if compose else None))
-    if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
-    else:
-        table = Table(title="gdbench hosts check", title_justify="left")
-        for col in ("host", "reachable", "engine", "OS / kernel", "arch", "CPU", "NVIDIA runtime", "GPUs",
-                    "driver", "CUDA (max)", "images"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(escape(r.name), "[green]yes[/]" if r.reachable else "[red]no[/]", escape(r.engine),
-                          escape(r.os), escape(r.architecture), escape(r.cpu), escape(r.nvidia_runtime),
-                          escape(r.gpus), escape(r.driver), escape(r.cuda), escape(summary(r)))
-        _out().print(table)
-        err = _err()
-        for r in rows:
-            for p in r.problems:
-                err.print(f"{r.name}: {p.level}: {p.name}: {p.detail}" + (f" — fix: {p.fix}" if p.fix else ""),
-                          markup=False, soft_wrap=True)
-    return 1 if any(p.level == "blocker" for r in rows for p in r.problems) else EXIT_OK
-
-
+app.add_typer(images_app, name="images")
 app.add_typer(hosts_app, name="hosts")
 
 from .gpuclocks import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
@@ -397,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from typer._click.exceptions import ClickException
 
     args = list(sys.argv[1:] if argv is None else argv)
-    err = _err()
+    err = err_console()
     try:
         _register_report_commands(args)
         rv = typer.main.get_command(app).main(args=args, prog_name="gdbench", standalone_mode=False)

@@ -10,6 +10,7 @@ command line's for that host, since they describe that machine.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import gpuhost, inventory
 from .errors import GdbenchError
+from .planner import Sweep, plan
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from .container_result import ContainerResult
     from .inventory import HostEntry
     from .planner import Planned
+    from .progress import SweepProgress
+    from .rundir import RunDir
     from .spec import RunSpec, SweepOptions
 
 #: CPU numbers an unreachable host is assumed to offer: its planned (never started) containers need a cpuset.
@@ -149,3 +153,29 @@ def resolve(hosts_text: str | None, hosts_file: str | Path | None, registry: str
         return None, None
     entries = inventory.select(inventory.load(hosts_file), hosts_text)
     return entries, fleet_record(entries, hosts_file, registry)
+
+
+def plan_hosts(opts: SweepOptions, run_dir: RunDir, backends: list[Backend], hosts: list[HostEntry], run_id: str,
+                resume: bool, progress: SweepProgress) -> list[Sweep]:
+    """Plan every host at once: planning ships the images a host lacks, which takes as long as the slowest
+    host, not as long as all of them. The first blocker (in inventory order) stops the whole sweep."""
+    results: list[Sweep | BaseException | None] = [None] * len(backends)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = plan(host_options(opts, hosts[i]), run_dir, backends[i], run_id=run_id, resume=resume,
+                              progress=progress)
+        except BaseException as exc:  # re-raised in the main thread below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True, name=f"gdbench-plan-{h.name}")
+               for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if isinstance(r, Sweep)]

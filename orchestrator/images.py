@@ -1,6 +1,6 @@
 """The compose images: which are declared and built, what they pin, adding a version, and building them.
 
-Listing reads compose.yaml and the engine; adding and removing a version is ``versions.add_pin`` /
+Listing reads compose.yaml and the engine; adding and removing a version is ``version_locks.add_pin`` /
 ``remove_pin`` (PyPI, the lock, one compose block); building goes through the SDK for a plain service
 (``--build``) or through ``scripts/build_image.py --fetch`` for any declared service, the same path as
 ``make images``, since it fills the wheelhouse of that service's own lock and Python first.
@@ -94,10 +94,10 @@ def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool
 def add_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile,
                 on_line: Callable[[str], None]) -> list[str]:
     """``gdbench images add``: check on PyPI, lock, declare; returns the lines that say what was added."""
-    from . import versions
+    from . import version_locks, versions
 
     fw, version = versions.parse_pin(text)
-    added = versions.add_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
+    added = version_locks.add_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
                              compose.path, on_line=on_line)
     return [f"service  {added.service}", f"image    {added.image}",
             f"lock     {added.lock.relative_to(compose.path.parent)}", f"python   {added.base.python}",
@@ -108,8 +108,8 @@ def add_version(text: str, flavour: str | None, python: str | None, compose: Com
 
 def remove_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile) -> str:
     """``gdbench images remove``: the exact inverse of ``add_version``; returns the removed service."""
-    from . import versions
+    from . import version_locks, versions
 
     fw, version = versions.parse_pin(text)
-    return versions.remove_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
+    return version_locks.remove_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
                                compose.path)

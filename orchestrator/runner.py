@@ -1,17 +1,16 @@
-"""A sweep: plan every (framework, device) container, check everything up front, then run them one by one.
+"""A sweep: plan every container, check everything up front, then run them — one at a time on each host.
 
 Running follows asv's rule: a crash, timeout, OOM or unreadable output becomes a stored ``failed`` document
 and the sweep goes on. Each document is written atomically as soon as it arrives; the manifest is rewritten
 after every container, so an interrupted run directory is still a valid, resumable record. The runner only
-sees the ``Backend`` protocol and the ``RunDir``; it never asks where containers run.
+sees the ``Backend`` protocol and the ``RunDir``; it never asks where containers run. One cohesive boundary
+(running planned sweeps: a worker thread per host, the signal guard, one manifest), hence its length.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,52 +30,18 @@ from .errors import (
     Interrupted,
     InvalidOptions,
 )
-from .fleet import host_options
+from .fleet import plan_hosts
 from .planner import Planned, Sweep, new_run_id, plan
 from .progress import HostView, SweepProgress, summary_table
 from .rundir import RunDir
+from .signals import signals_as_interrupts
 from .spec import SweepOptions
 
 if TYPE_CHECKING:
-    from .backend import Backend
     from .inventory import HostEntry
 
 #: Start-up overhead goal per container, beyond the framework's own import time (reported, not asserted).
 OVERHEAD_GOAL_S = 2.0
-
-
-class SignalGuard:
-    """While a sweep runs, the first SIGINT/SIGTERM interrupts it; any later one is counted, not obeyed.
-
-    The first signal unwinds like Ctrl-C (``KeyboardInterrupt`` / ``Interrupted``) so the running container is
-    killed and removed and the manifest says ``interrupted``. A second Ctrl-C, or a supervisor repeating its
-    SIGTERM, must not cut that cleanup short: it would leave a manifest saying ``running`` and a traceback.
-    """
-
-    def __init__(self) -> None:
-        self.armed = True  # False once the sweep is past the point where an interrupt could stop anything
-
-    def handler(self, signum: int, _frame: Any) -> None:
-        if self.armed:
-            self.armed = False
-            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
-
-
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[SignalGuard]:
-    """Install a ``SignalGuard`` for SIGINT and SIGTERM (main thread only), restoring the old handlers after."""
-    guard = SignalGuard()
-    previous: dict[int, Any] = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, guard.handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
-        yield guard
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def _row_stats(doc: dict[str, Any]) -> dict[str, Any]:
@@ -338,32 +303,6 @@ class SweepRunner:
         return None
 
 
-def _plan_hosts(opts: SweepOptions, run_dir: RunDir, backends: list[Backend], hosts: list[HostEntry], run_id: str,
-                resume: bool, progress: SweepProgress) -> list[Sweep]:
-    """Plan every host at once: planning ships the images a host lacks, which takes as long as the slowest
-    host, not as long as all of them. The first blocker (in inventory order) stops the whole sweep."""
-    results: list[Sweep | BaseException | None] = [None] * len(backends)
-
-    def one(i: int) -> None:
-        try:
-            results[i] = plan(host_options(opts, hosts[i]), run_dir, backends[i], run_id=run_id, resume=resume,
-                              progress=progress)
-        except BaseException as exc:  # re-raised in the main thread below
-            results[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True, name=f"gdbench-plan-{h.name}")
-               for i, h in enumerate(hosts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(timeout=0.2)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return [r for r in results if isinstance(r, Sweep)]
-
-
 def _holds_a_run(run_dir: RunDir) -> InvalidOptions:
     return InvalidOptions(f"{run_dir.path} already holds a gdbench run; continue it with --resume {run_dir.path} "
                           "or choose another --out")
@@ -405,7 +344,7 @@ def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False,
             if hosts is None:
                 sweeps = [plan(opts, run_dir, backends[0], run_id=run_id, resume=resume, progress=progress)]
             else:
-                sweeps = _plan_hosts(opts, run_dir, backends, hosts, run_id or new_run_id(), resume, progress)
+                sweeps = plan_hosts(opts, run_dir, backends, hosts, run_id or new_run_id(), resume, progress)
             for note in (n for sw in sweeps for n in sw.notes):
                 progress.note(note, style="dim")
             with progress:

@@ -20,7 +20,7 @@ from orchestrator.errors import ComposeError, Interrupted, InvalidOptions, RunDi
 from orchestrator.merge import load_runs, write_merged
 from orchestrator.progress import parse_line
 from orchestrator.rundir import RunDir
-from orchestrator.runner import signals_as_interrupts
+from orchestrator.signals import signals_as_interrupts
 from orchestrator.spec import (
     RunSpec,
     SweepOptions,

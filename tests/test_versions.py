@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import compose_edit, versions
+from orchestrator import compose_edit, version_locks, versions
 from orchestrator.errors import ComposeError, GdbenchError, InvalidOptions
 from tests.conftest import ROOT
 
@@ -99,11 +99,11 @@ def test_cuda_from_a_cpu_lock_is_none() -> None:
 
 def test_requirements_in_moves_every_pin_of_the_recipe() -> None:
     pin = versions.Pin("jax", "0.9.2", "cuda", versions.BASES["3.11"], ())
-    text = versions.requirements_in(pin, (ROOT / "images/jax/requirements-cuda.in").read_text(), "0.10.2")
+    text = version_locks.requirements_in(pin, (ROOT / "images/jax/requirements-cuda.in").read_text(), "0.10.2")
     assert "jax[cuda12]==0.9.2" in text and "jaxlib==0.9.2" in text and "0.10.2\n" not in text
     assert text.startswith("# jax 0.9.2 (cuda, Python 3.11")
     torch = versions.Pin("torch", "2.12.0", "cpu", versions.BASES["3.11"], ())
-    assert "torch==2.12.0+cpu" in versions.requirements_in(
+    assert "torch==2.12.0+cpu" in version_locks.requirements_in(
         torch, (ROOT / "images/torch/requirements-cpu.in").read_text(), "2.13.0")
 
 
@@ -127,7 +127,7 @@ def test_lock_pin_resolves_a_hash_lock_against_pypi(checkout: Path) -> None:
     tmp_path = checkout
     pin = versions.check_pin("numpy", "1.26.4")
     try:
-        in_path, lock_path = versions.lock_pin(pin, tmp_path, on_line=lambda _: None)
+        in_path, lock_path = version_locks.lock_pin(pin, tmp_path, on_line=lambda _: None)
     except GdbenchError as exc:
         pytest.fail(str(exc))
     text = lock_path.read_text()
@@ -139,7 +139,7 @@ def test_lock_pin_resolves_a_hash_lock_against_pypi(checkout: Path) -> None:
 def test_add_then_remove_a_version_leaves_the_checkout_as_it_was(checkout: Path) -> None:
     compose = checkout / "compose.yaml"
     before = compose.read_text()
-    added = versions.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
+    added = version_locks.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
     # The default numpy is 2.4.6 on Python 3.11: the same version on 3.13 must get its own name and tag.
     assert (added.service, added.image) == ("numpy-2.4.6-py3.13", "gdbench/numpy:2.4.6-cpu-py3.13")
     args = yaml.safe_load(compose.read_text())["services"][added.service]["build"]["args"]
@@ -147,8 +147,8 @@ def test_add_then_remove_a_version_leaves_the_checkout_as_it_was(checkout: Path)
         checkout).as_posix()
     assert "--python-version 3.13 --python-platform x86_64-manylinux_2_40" in added.lock.read_text()
     with pytest.raises(InvalidOptions, match="already declared"):
-        versions.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
-    assert versions.remove_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose) == added.service
+        version_locks.add_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose, on_line=lambda _: None)
+    assert version_locks.remove_pin("numpy", "2.4.6", "cpu", "3.13", checkout, compose) == added.service
     assert compose.read_text() == before and not added.lock.exists()
     assert not added.lock.with_suffix(".in").exists()
 
@@ -157,9 +157,9 @@ def test_a_refused_add_changes_nothing(checkout: Path) -> None:
     compose = checkout / "compose.yaml"
     before, files = compose.read_text(), sorted((checkout / "images").rglob("*"))
     with pytest.raises(versions.VersionRefused):
-        versions.add_pin("jax", "0.11.0", "cpu", "3.11", checkout, compose, on_line=lambda _: None)
+        version_locks.add_pin("jax", "0.11.0", "cpu", "3.11", checkout, compose, on_line=lambda _: None)
     with pytest.raises(InvalidOptions, match="not a version added"):
-        versions.remove_pin("numpy", "1.0.0", "cpu", None, checkout, compose)
+        version_locks.remove_pin("numpy", "1.0.0", "cpu", None, checkout, compose)
     assert compose.read_text() == before and sorted((checkout / "images").rglob("*")) == files
 
 
@@ -210,6 +210,6 @@ def test_compose_edit_bad_input() -> None:
 def test_the_tensorflow_cpu_recipe_is_found_by_its_distribution_name() -> None:
     """TF's CPU recipe pins tensorflow-cpu, not tensorflow: adding a TF version starts from it."""
     text = (ROOT / "images/tensorflow/requirements-cpu.in").read_text()
-    assert versions._pinned_version(text, "tensorflow") == "2.21.0"
+    assert version_locks._pinned_version(text, "tensorflow") == "2.21.0"
     pin = versions.Pin("tensorflow", "2.17.1", "cpu", versions.BASES["3.11"], ())
-    assert "tensorflow-cpu==2.17.1" in versions.requirements_in(pin, text, "2.21.0")
+    assert "tensorflow-cpu==2.17.1" in version_locks.requirements_in(pin, text, "2.21.0")
