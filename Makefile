@@ -27,8 +27,8 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
-system-deps:  ## Debian packages the images and tests need (debootstrap, chromium, docker-compose)
-	@missing=""; for p in debootstrap chromium docker-compose; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+system-deps:  ## Debian packages the images and tests need (debootstrap, chromium, docker-compose, iproute2, openssl)
+	@missing=""; for p in debootstrap chromium docker-compose iproute2 openssl; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
