@@ -317,6 +317,10 @@ class DockerEngine:
         if gpu:
             config["device_requests"] = [gpu_request(spec.gpus, cdi=self.facts().use_cdi)]
             env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+            if self.on_this_machine:  # what `gdbench gpu lock` recorded here describes this engine's GPUs
+                from .gpuclocks import record_env
+
+                env.update(record_env())
         return config
 
     def create(self, spec: RunSpec, image: ImageInfo, *, gpu: bool) -> Any:

@@ -101,6 +101,10 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
         env.pop(var, None)
     if spec.gpus:  # the same GPUs a container would get; CUDA takes indices and UUIDs alike
         env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
+    if spec.device == "gpu":  # what `gdbench gpu lock` recorded, for the document's provenance
+        from .gpuclocks import record_env
+
+        env.update(record_env())
     cpus = set(spec.cpuset)
     # Children run one at a time, so the growth of the reaped children's rusage is this child's own.
     nivcsw0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw

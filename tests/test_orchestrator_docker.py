@@ -397,3 +397,23 @@ def test_images_build_through_the_sdk(engine: DockerEngine, compose: ComposeFile
     finally:
         if engine.image(tag) is not None:
             engine.client.images.remove(tag, force=True)
+
+
+def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine, compose: ComposeFile, numpy_image,
+                                                           tmp_path: Path, monkeypatch) -> None:
+    """What `gdbench gpu lock` recorded goes into a GPU container's environment (its provenance), not a CPU one's."""
+    from orchestrator import gpuclocks
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    gpuclocks.write_json_atomic(gpuclocks.record_path(), {"action": "lock", "asked": {"sm_mhz": 1200}})
+    image = engine.require_image(compose.service_for("numpy", "cpu"))
+    envs = {}
+    for device in ("gpu", "cpu"):
+        container = engine.create(_numpy_spec(compose, device=device), image, gpu=device == "gpu")
+        try:
+            envs[device] = engine.client.api.inspect_container(container.id)["Config"]["Env"]
+        finally:
+            container.remove(force=True)
+    clocks = [e for e in envs["gpu"] if e.startswith(f"{gpuclocks.RECORD_ENV}=")]
+    assert len(clocks) == 1 and '"sm_mhz": 1200' in clocks[0]
+    assert not any(e.startswith(f"{gpuclocks.RECORD_ENV}=") for e in envs["cpu"])
