@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -108,3 +109,28 @@ def all_images(engine, compose) -> None:
 @pytest.fixture(scope="module")
 def numpy_image(engine, compose) -> None:
     require_images(engine, compose, ["numpy"])
+
+
+class FaultTable:
+    """The rows of a fault table in docs/faults.md, taken from what each run directory and process said.
+
+    A test module records one row per fault; when the environment variable it names is set, the table is
+    written there at the end of the module (that is how docs/faults.md's tables are made).
+    """
+
+    HEADER = ["| fault | how it is produced | outcome | recorded reason | `gdbench` exit |", "|---|---|---|---|---|"]
+
+    def __init__(self, env_var: str, tmp_pattern: str) -> None:
+        self.env_var, self.tmp_pattern = env_var, re.compile(tmp_pattern)
+        self.rows: list[dict[str, str]] = []
+
+    def record(self, fault: str, how: str, outcome: str, reason: str | None, exit_code: int | str) -> None:
+        shown = self.tmp_pattern.sub("$TMP", reason or "-").replace("|", "\\|")
+        self.rows.append({"fault": fault, "how": how, "outcome": outcome, "reason": shown, "exit": str(exit_code)})
+
+    def write(self) -> None:
+        target = os.environ.get(self.env_var)
+        if target and self.rows:
+            lines = [*self.HEADER, *(f"| {r['fault']} | {r['how']} | {r['outcome']} | {r['reason']} | {r['exit']} |"
+                                     for r in self.rows)]
+            Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

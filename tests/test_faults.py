@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import math
 import os
-import re
 import signal
 import socket
 import struct
@@ -49,7 +48,7 @@ from orchestrator.labels import RUN as LABEL_RUN
 from orchestrator.merge import load_runs
 from orchestrator.spec import SweepOptions
 from solvers import schema
-from tests.conftest import ROOT, SMALL, gdbench
+from tests.conftest import ROOT, SMALL, FaultTable, gdbench
 
 #: Every scenario runs the real CPU images.
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("all_images")]
@@ -60,24 +59,14 @@ SMALL_CPU = ["--devices", "cpu", *SMALL]
 #: when the test acts on it (a timeout or a kill ends it long before).
 LONG = ["--devices", "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--repeats", "1", "--no-sync-check"]
 
-OUTCOMES: list[dict[str, str]] = []
-
-
-def record(fault: str, how: str, outcome: str, reason: str | None, exit_code: int | str) -> None:
-    """One row of the table in docs/faults.md, taken from what the run directory and the process said."""
-    shown = re.sub(r"/\S*/pytest-\d+/[^/\s]+", "$TMP", reason or "-").replace("|", "\\|")
-    OUTCOMES.append({"fault": fault, "how": how, "outcome": outcome, "reason": shown, "exit": str(exit_code)})
+FAULTS = FaultTable("GDBENCH_FAULTS_TABLE", r"/\S*/pytest-\d+/[^/\s]+")
+record = FAULTS.record
 
 
 @pytest.fixture(scope="module", autouse=True)
 def outcome_table() -> Iterator[None]:
     yield
-    target = os.environ.get("GDBENCH_FAULTS_TABLE")
-    if target and OUTCOMES:
-        lines = ["| fault | how it is produced | outcome | recorded reason | `gdbench` exit |",
-                 "|---|---|---|---|---|"]
-        lines += [f"| {r['fault']} | {r['how']} | {r['outcome']} | {r['reason']} | {r['exit']} |" for r in OUTCOMES]
-        Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    FAULTS.write()
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -602,7 +591,7 @@ def test_unusable_environment_is_one_line_with_the_fix(engine: DockerEngine, com
                          "(compose service torch-gpu) is not built", "fix: make images FLAVOUR=cuda"))
     try:
         for fault, how, args, env, code, message, fix in cases:
-            out = tmp_path / f"run-{len(OUTCOMES)}-{fault.split()[0]}"
+            out = tmp_path / f"run-{len(FAULTS.rows)}-{fault.split()[0]}"
             argv = ["--frameworks", "numpy", *args] if "--frameworks" not in args else args
             r = gdbench("run", *argv, *SMALL_CPU, "--out", str(out), env=env, timeout=120)
             line = one_error_line(r.stderr)

@@ -28,7 +28,7 @@ from orchestrator import inventory
 from orchestrator.dockerhost import DockerEngine
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from orchestrator.labels import MANAGED
-from tests.conftest import ROOT, gdbench
+from tests.conftest import ROOT, FaultTable, gdbench
 from tests.engines import Engine, Pki, engines
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("numpy_image"),
@@ -40,22 +40,14 @@ TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "300", "--iters
 BUSY = ["-f", "numpy", "--devices", "cpu", "--dims", "50", "--n", "20000", "--iters", "1000", "--repeats", "2",
         "--no-sync-check", "--threads", "1"]
 
-OUTCOMES: list[dict[str, str]] = []
-
-
-def record(fault: str, how: str, outcome: str, reason: str | None, exit_code: int | str) -> None:
-    shown = re.sub(r"/tmp/(pytest-of-[^/]+/pytest-\d+|gdbe[^/]+)/[^\s)]*", "$TMP", reason or "-").replace("|", "\\|")
-    OUTCOMES.append({"fault": fault, "how": how, "outcome": outcome, "reason": shown, "exit": str(exit_code)})
+FAULTS = FaultTable("GDBENCH_FLEET_FAULTS_TABLE", r"/tmp/(pytest-of-[^/]+/pytest-\d+|gdbe[^/]+)/[^\s)]*")
+record = FAULTS.record
 
 
 @pytest.fixture(scope="module", autouse=True)
 def outcome_table() -> Iterator[None]:
     yield
-    target = os.environ.get("GDBENCH_FLEET_FAULTS_TABLE")
-    if target and OUTCOMES:
-        lines = ["| fault | how it is produced | outcome | recorded reason | `gdbench` exit |", "|---|---|---|---|---|"]
-        lines += [f"| {r['fault']} | {r['how']} | {r['outcome']} | {r['reason']} | {r['exit']} |" for r in OUTCOMES]
-        Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    FAULTS.write()
 
 
 class Fleet:
