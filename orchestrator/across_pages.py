@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare_across import Across, Group, Match
-from .compare_text import STYLES, method_text, p_text, ratio_text, sample_text, verdict_text
+from .compare_text import STYLES, method_text, p_text, ratio_text, sample_text, verdict_cells, verdict_text, write_pages
 from .results import CSS, Verdict, html_escape, md_escape
 
 
@@ -143,14 +143,10 @@ def render_csv(c: Across) -> str:
                 w.writerow([g.framework, m.device, m.variant, m.dim, m.version or rec.get("framework_version", ""),
                             m.host or rec.get("host", ""), m.run or rec.get("run", ""), c.axis, value, g.values[0],
                             s.status, s.reason, ";".join(s.flags), s.times.size, s.median if s.ok else "",
-                            v.ratio if v.ratio is not None else "", v.p_value if v.p_value is not None else "",
-                            v.mark, v.text, v.inconclusive, json.dumps(s.times.tolist())])
+                            *verdict_cells(v), json.dumps(s.times.tolist())])
     return buf.getvalue()
 
 
 def write_outputs(c: Across, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"compare.md": render_markdown(c), "compare.html": render_html(c), "compare.csv": render_csv(c)}
-    for name, page in files.items():
-        (out_dir / name).write_text(page, encoding="utf-8")
-    return [out_dir / name for name in files]
+    return write_pages(out_dir, {"compare.md": render_markdown(c), "compare.html": render_html(c),
+                                 "compare.csv": render_csv(c)})

@@ -23,7 +23,18 @@ from typing import Any
 
 import pandas as pd
 
-from .compare_text import MARKED, STYLES, gate, method_text, p_text, ratio_text, sample_text, verdict_text
+from .compare_text import (
+    MARKED,
+    STYLES,
+    gate,
+    method_text,
+    p_text,
+    ratio_text,
+    sample_text,
+    verdict_cells,
+    verdict_text,
+    write_pages,
+)
 from .errors import InvalidOptions
 from .results import (
     ALPHA,
@@ -265,19 +276,13 @@ def render_csv(c: Comparison) -> str:
             w.writerow([*k[:3], k[-1], *c.where.get((k, label), ("", "")), label, s.status, s.reason,
                         ";".join(s.flags), s.times.size,
                         s.median if s.ok else "", s.iqr_rel if s.ok else "", s.cv if s.ok else "",
-                        v.ratio if v.ratio is not None else "", v.p_value if v.p_value is not None else "",
-                        v.mark, v.text, v.inconclusive, json.dumps(s.times.tolist())])
+                        *verdict_cells(v), json.dumps(s.times.tolist())])
     return buf.getvalue()
 
 
 def write_outputs(c: Comparison, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"compare.md": render_markdown(c), "compare.html": render_html(c), "compare.csv": render_csv(c)}
-    paths = []
-    for name, page in files.items():
-        (out_dir / name).write_text(page, encoding="utf-8")
-        paths.append(out_dir / name)
-    return paths
+    return write_pages(out_dir, {"compare.md": render_markdown(c), "compare.html": render_html(c),
+                                 "compare.csv": render_csv(c)})
 
 
 __all__ = ["ALPHA", "MARKED", "MIN_EFFECT", "Comparison", "compare", "gate", "min_p_value", "print_terminal",

@@ -4,6 +4,8 @@ a ratio, a p, the verdict's text and style, the method under every table, and ``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, InvalidOptions
 from .results import Sample, Verdict
@@ -70,3 +72,17 @@ def gate(matched: Sequence[Verdict], min_effect: float) -> tuple[int, str]:
                              f"noise and ±{min_effect:.0%} (worst {worst:.3f}×)")
     return EXIT_OK, (f"fail-on-slower: none of {len(matched)} matched cell(s) slower beyond the noise and "
                      f"±{min_effect:.0%}")
+
+
+def verdict_cells(v: Verdict) -> list[Any]:
+    """A verdict's CSV columns, in both compare forms: ratio to the first, p, mark, verdict, inconclusive."""
+    return [v.ratio if v.ratio is not None else "", v.p_value if v.p_value is not None else "", v.mark, v.text,
+            v.inconclusive]
+
+
+def write_pages(out_dir: Path, pages: dict[str, str]) -> list[Path]:
+    """compare.md, compare.html and compare.csv (or whatever ``pages`` names) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, page in pages.items():
+        (out_dir / name).write_text(page, encoding="utf-8")
+    return [out_dir / name for name in pages]
