@@ -39,6 +39,8 @@ from .problem import ProblemData, ProblemSpec
 TARGET_D100_SPEEDUP = 2.0
 TARGET_D100_FLOOR_RATIO = 1.5
 TARGET_D2_SPEEDUP = 3.0
+#: Every framework's fused form at d=100: two passes over X (one per product) is the bound without fusion.
+TARGET_D100_FUSED_FLOOR_RATIO = 2.2
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE", "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
 #: Unset in the images (images/Dockerfile sets neither), so unset for the bench's own measurements too.
 CLEARED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -102,13 +104,19 @@ def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
     return "-" if x is None else format(x, spec) + suffix
 
 
+def _one_thread_sum(floor: dict[str, Any]) -> str:
+    """NumPy's one-thread sum, shown for reference only (documents before it existed lack it)."""
+    value = floor.get("sum_one_thread_s")
+    return "" if value is None else f" (one-thread sum {value * 1e3:.4f})"
+
+
 def _floor_line(dim: int, floor: dict[str, Any], readings: tuple[float, float]) -> str:
     what = ("a call-overhead reference (X is so small a gemv mostly measures its call)"
             if floor["call_overhead_bound"] else "the fastest single pass over X")
     return (f"d={dim}  (floor: {floor['time_s'] * 1e3:.4f} ms, {floor['kind']}, {what}; gemv "
-            f"{floor['gemv_plain_s'] * 1e3:.4f}, padded gemv {floor['gemv_padded_s'] * 1e3:.4f}, sum "
-            f"{floor['stream_s'] * 1e3:.4f} ms; the lower of {readings[0]:.4f} before and {readings[1]:.4f} "
-            "after the rows)")
+            f"{floor['gemv_plain_s'] * 1e3:.4f}, padded gemv {floor['gemv_padded_s'] * 1e3:.4f}, stream "
+            f"{floor['stream_s'] * 1e3:.4f}{_one_thread_sum(floor)} ms; the lower of {readings[0]:.4f} before "
+            f"and {readings[1]:.4f} after the rows)")
 
 
 def _table(dim: int, rows: list[Row], floor: dict[str, Any], readings: tuple[float, float]) -> list[str]:
@@ -174,6 +182,11 @@ def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[s
                                  detail=f"{who}, {f:.2f}x (floor {floors_ms[100]:.4f} ms)"))
         else:
             lines.append(_check("d=100 targets", None, "no passing solver or no numpy loop baseline at d=100"))
+        for row in (r for r in results[100] if r.variant == "fused" and r.ok):
+            f = (row.ms or 0.0) / floors_ms[100]
+            lines.append(verdict(f"d=100 {row.framework} fused <= {TARGET_D100_FUSED_FLOOR_RATIO:g}x the floor",
+                                 f, TARGET_D100_FUSED_FLOOR_RATIO, higher_is_better=False, rows=[row],
+                                 detail=f"{row.ms:.4f} ms, {f:.2f}x (floor {floors_ms[100]:.4f} ms)"))
     else:
         lines.append(_check("d=100 targets", None, "d=100 not measured (--dims)"))
     if 2 in results:

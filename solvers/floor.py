@@ -4,8 +4,11 @@ Every gradient step must read X at least once, so no solver can be expected to b
 Which pass is fastest depends on the layout and on d, so the floor is the best of three, each the median
 of batches long enough to dwarf the clock's own cost: a BLAS gemv X·W on X as the solvers get it, a gemv
 on a copy whose rows are padded to whole 64-byte lines (the layout numba's fused solver reads), and a plain
-streaming sum over X (NumPy's reduction: one thread). At small d a gemv costs little more than the call
-itself; there the floor is a call-overhead reference, not a memory bound, and says so.
+streaming read of X at the solvers' thread count: BLAS ddot of X's flat buffer with itself (one stream,
+each line read once, split over the BLAS threads the solvers get). NumPy's own sum, one thread only, is
+recorded beside it but is not a candidate: it would not bound a multi-threaded solver at small d. At small
+d a gemv costs little more than the call itself; there the floor is a call-overhead reference, not a
+memory bound, and says so.
 """
 
 from __future__ import annotations
@@ -61,14 +64,16 @@ def measure_floor(X: np.ndarray) -> dict[str, Any]:
     Wp = np.zeros(Xp.shape[1], dtype=X.dtype)
     Wp[:d] = W
     tiny_X, tiny_out = X[:_TINY_ROWS], out[:_TINY_ROWS]
+    flat = np.ascontiguousarray(X).reshape(-1)
     times = {
         "gemv_plain": per_call_s(lambda: np.matmul(X, W, out=out)),
         "gemv_padded": per_call_s(lambda: np.matmul(Xp, Wp, out=out)),
-        "stream": per_call_s(lambda: np.add.reduce(X, axis=None)),
+        "stream": per_call_s(lambda: np.dot(flat, flat)),
     }
+    sum_one_thread = per_call_s(lambda: np.add.reduce(X, axis=None))
     tiny = per_call_s(lambda: np.matmul(tiny_X, W, out=tiny_out))
     kind = min(times, key=times.__getitem__)
     return {"dim": d, "time_s": times[kind], "kind": kind,
             "call_overhead_bound": times["gemv_plain"] < CALL_OVERHEAD_FACTOR * tiny,
             "gemv_plain_s": times["gemv_plain"], "gemv_padded_s": times["gemv_padded"],
-            "stream_s": times["stream"], "call_s": tiny}
+            "stream_s": times["stream"], "sum_one_thread_s": sum_one_thread, "call_s": tiny}

@@ -332,6 +332,7 @@ def test_run_document_records_floor_spread_layout_and_host_load() -> None:
     for f in doc["floor"]:
         assert f["time_s"] == min(f["gemv_plain_s"], f["gemv_padded_s"], f["stream_s"]) > 0
         assert f["kind"] in ("gemv_plain", "gemv_padded", "stream") and isinstance(f["call_overhead_bound"], bool)
+        assert f["sum_one_thread_s"] > 0, "NumPy's one-thread sum is recorded, not a candidate"
     for r in doc["results"]:
         assert r["iqr_rel"] >= 0 and r["cv"] >= 0 and set(r["flags"]) <= set(schema.FLAGS)
         assert r["layout"]["x_alignment"] == 0
@@ -366,3 +367,17 @@ def test_bench_prints_spread_floor_and_verdicts() -> None:
     assert "BLAS loaded by the end:" in out
     bad = run_solvers("bench", "--dims", "0")
     assert bad.returncode == 2 and bad.stdout.strip() == "invalid arguments: --dims must be positive, got [0]"
+
+
+def test_bench_checks_every_fused_form_against_the_floor_at_d100() -> None:
+    from solvers.bench import Row, checks
+
+    rows = [Row("numpy", "loop", 100, "ok", 4.0, spread=0.01), Row("numpy", "fused", 100, "ok", 2.0, spread=0.01),
+            Row("torch", "fused", 100, "ok", 3.0, spread=0.01), Row("jax", "fused", 100, "failed", reason="x"),
+            Row("numba", "fused", 100, "ok", 2.25, spread=0.05)]
+    lines = {line.split(":")[0]: line for line in checks({100: rows}, {100: 1.0}) if "x the floor" in line}
+    numpy_line = lines["PASS  d=100 numpy fused <= 2.2x the floor"]
+    assert numpy_line.endswith("2.0000 ms, 2.00x (floor 1.0000 ms); spread ±1.0%")
+    assert "FAIL  d=100 torch fused <= 2.2x the floor" in lines
+    assert "INCONCLUSIVE  d=100 numba fused <= 2.2x the floor" in lines, "2.25 against 2.2 is inside ±5 %"
+    assert not any("jax" in key for key in lines), "a failed row has no time to compare"
