@@ -166,3 +166,17 @@ def test_compile_caches_move_to_tmp_when_home_is_unusable(tmp_path: Path, kind: 
 def test_compile_caches_left_alone_when_home_is_writable(tmp_path: Path) -> None:
     got = _cache_env({}, str(tmp_path))
     assert got == {"TORCHINDUCTOR_CACHE_DIR": None, "TRITON_CACHE_DIR": None}
+
+
+def test_cpu_fused_copies_xt_only_while_x_is_small() -> None:
+    """The copy of Xᵀ is a re-layout the document must show; above the threshold the view stays."""
+    limit_rows = torch_.XT_COPY_MAX_BYTES // (8 * 50)
+    for n, copied in ((limit_rows, True), (limit_rows + 1, False)):
+        data = make_data(ProblemSpec(n=n), 50)
+        solver = FW.make_solver("cpu", "fused")
+        solver.setup(data)
+        assert solver.XT.is_contiguous() is copied, n
+        assert solver.extra_bytes == (data.X.nbytes if copied else 0)
+        assert (solver.relayout is not None) is copied
+        W, b = solver.fetch(solver.run(20))
+        assert max_rel_error(W, b, *reference(data, 20)) <= TOLERANCE["float64"]

@@ -9,7 +9,7 @@ X as ``loop`` (Xᵀr needs the whole residual r, so they cannot merge), through 
 
     r = y − X·W            torch.addmv(y, X, W, alpha=−1, out=r)
     r −= b                 r.sub_(b)
-    gW = Xᵀr               torch.mv(X.T, r, out=gW)            (X.T is a view: BLAS reads X transposed)
+    gW = Xᵀr               torch.mv(Xᵀ, r, out=gW)             (Xᵀ a view of X, or on CPU a copy; below)
     gb = Σr                torch.sum(r, 0, keepdim=True, out=gb)
     θ += (2·lr/n)·g        theta.add_(grad, alpha=2·lr/n)
 
@@ -26,9 +26,13 @@ Triton compilation (seconds to tens of seconds per dimension) and no recompiles 
 could fuse r −= b and Σr into its own reductions, saving two or three of the five kernels per step, which
 may matter at small d; that trade is unmeasured.
 
-*CPU*: eager with fused BLAS calls into preallocated buffers. ``torch.compile`` (inductor's C++ backend)
-was tried and lost or tied everywhere except one case inside the host's noise, at seconds of compile per
-dimension, so ``fused`` stays eager on CPU (measurements: docs/frameworks.md).
+*CPU*: eager with fused BLAS calls into preallocated buffers. While X is at most ``XT_COPY_MAX_BYTES``,
+Xᵀr reads its own C-contiguous copy of Xᵀ (NumPy fused's layout, made in setup and recorded as its
+re-layout): torch's gemv over the transposed view was 15–25 % slower per step there. Above it the view
+stays: X and a copy no longer share the cache, and the copy tied or lost. ``torch.compile`` (inductor's C++
+backend) won only at d=100 on an AMD host whose MKL runs its generic code path, lost 2× at d=20–50 and
+needs seconds of compile per dimension, so ``fused`` stays eager on CPU (measurements:
+docs/frameworks.md, ``scripts/torch_cpu_forms.py``).
 
 No TF32 anywhere: ``allow_tf32`` is off for matmul and cuDNN and float32 matmul precision is "highest",
 set at import and recorded in ``details``. Compile caches (``TORCHINDUCTOR_CACHE_DIR``,
@@ -120,8 +124,15 @@ class LoopSolver(_Base):
         return W, b
 
 
+#: Largest X (bytes) for which the CPU fused form keeps a contiguous copy of Xᵀ (see the module docstring).
+XT_COPY_MAX_BYTES = 4 << 20
+
+
 class EagerFusedSolver(_Base):
     """Five in-place BLAS-backed ops per step on preallocated buffers (see the module docstring)."""
+
+    relayout: str | None = None
+    extra_bytes = 0
 
     def setup(self, data: ProblemData) -> None:
         super().setup(data)
@@ -133,6 +144,9 @@ class EagerFusedSolver(_Base):
         self.gW, self.gb = self.grad[:d], self.grad[d:]
         self.r = torch.empty_like(self.y)
         self.XT = self.X.T
+        if self.device.type == "cpu" and self.X.nbytes <= XT_COPY_MAX_BYTES:
+            self.XT = self.XT.contiguous()
+            self.extra_bytes, self.relayout = self.XT.nbytes, "C-contiguous copy of Xᵀ"
         self.step_size = 2.0 * self.lr / self.n  # W -= lr·(−2/n)·Xᵀr  ⇔  W += (2·lr/n)·Xᵀr
         self.sync(None)
 
@@ -274,7 +288,8 @@ class TorchFramework(Framework):
             "mkl": torch.backends.mkl.is_available(),
             "openmp": torch.backends.openmp.is_available(),
             "fused_backend": ("CUDA graphs of eager cuBLAS ops (blocks of 128 steps)" if device == "gpu"
-                              else "eager MKL/BLAS ops into preallocated buffers (no torch.compile)"),
+                              else "eager MKL/BLAS ops into preallocated buffers (no torch.compile); Xᵀ "
+                              f"copied while X is at most {XT_COPY_MAX_BYTES} bytes"),
             "compile_cache_dirs": {var: os.environ.get(var) for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")},
         }
         return info
