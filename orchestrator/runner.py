@@ -90,6 +90,8 @@ class SweepRunner:
         self.manifest: dict[str, Any] = {}
         self._lock = threading.RLock()  # records and manifest, shared by the hosts' workers
         self._stop = threading.Event()
+        #: The item each host's worker is running now: an interrupt records it even if its worker never does.
+        self._current: dict[int, Planned] = {}
         self._views = {id(s): progress.view(s.backend.host if len(self.sweeps) > 1 else None) for s in self.sweeps}
 
     # ---------------------------------------------------------------- manifest
@@ -185,6 +187,11 @@ class SweepRunner:
                 sw.backend.remove_run(sw.run_id)
             for w in workers:
                 w.join(timeout=120)
+            with self._lock:  # a worker still stuck, or one that returned first, leaves its cell unrecorded
+                keys = {r["key"] for r in self.records}
+                for item in self._current.values():
+                    if item.spec.key not in keys:
+                        self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
             raise
         if errors:
             raise errors[0]
@@ -206,7 +213,9 @@ class SweepRunner:
                     view.finish("unavailable", lost)
                     self._add(self._record(item, "unavailable", lost))
                     continue
+                self._current[id(sweep)] = item
                 lost = self._run_one(sweep, item, view, load)
+                self._current.pop(id(sweep), None)
             except (KeyboardInterrupt, Interrupted, _Stopped) as exc:
                 with self._lock:  # other hosts may have added records meanwhile: look for this one
                     if not any(r["key"] == item.spec.key for r in self.records[done:]):
