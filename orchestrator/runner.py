@@ -92,11 +92,20 @@ class SweepRunner:
         self._stop = threading.Event()
         #: The item each host's worker is running now: an interrupt records it even if its worker never does.
         self._current: dict[int, Planned] = {}
+        self._status = "running"  # the manifest's status; only the main thread changes it
         self._views = {id(s): progress.view(s.backend.host if len(self.sweeps) > 1 else None) for s in self.sweeps}
 
     # ---------------------------------------------------------------- manifest
-    def _write_manifest(self, status: str) -> None:
+    def _write_manifest(self, status: str | None = None) -> None:
+        """Persist the records under ``status``, or under the sweep's status so far when None.
+
+        Host workers pass None: a worker that wakes after the sweep was finished (its engine answered late)
+        adds its record but cannot turn an interrupted or complete manifest back into a running one.
+        """
         with self._lock:
+            if status is not None:
+                self._status = status
+            status = self._status
             s = self.sweep
             timed = [r["timings"]["overhead_s"] for r in self.records
                      if s.backend.reports_startup_overhead and r.get("timings")
@@ -187,11 +196,8 @@ class SweepRunner:
                 sw.backend.remove_run(sw.run_id)
             for w in workers:
                 w.join(timeout=120)
-            with self._lock:  # a worker still stuck, or one that returned first, leaves its cell unrecorded
-                keys = {r["key"] for r in self.records}
-                for item in self._current.values():
-                    if item.spec.key not in keys:
-                        self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
+            for item in list(self._current.values()):  # a worker still stuck, or one that died, recorded nothing
+                self._record_interrupted(item)
             raise
         if errors:
             raise errors[0]
@@ -204,8 +210,6 @@ class SweepRunner:
         for item in sweep.planned:
             if self._stop.is_set():
                 return
-            with self._lock:
-                done = len(self.records)
             try:
                 if lost is not None and not item.resumed:
                     # No document: the run directory lacks it, so --resume runs it once the host is back.
@@ -217,15 +221,19 @@ class SweepRunner:
                 lost = self._run_one(sweep, item, view, load)
                 self._current.pop(id(sweep), None)
             except (KeyboardInterrupt, Interrupted, _Stopped) as exc:
-                with self._lock:  # other hosts may have added records meanwhile: look for this one
-                    if not any(r["key"] == item.spec.key for r in self.records[done:]):
-                        self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
+                self._record_interrupted(item)
                 view.finish("interrupted")
                 if isinstance(exc, _Stopped):
                     return
                 raise
             finally:
-                self._write_manifest("running")
+                self._write_manifest()
+
+    def _record_interrupted(self, item: Planned) -> None:
+        """Record ``item`` as interrupted unless it has a record: its worker and the main thread may both try."""
+        with self._lock:
+            if not any(r["key"] == item.spec.key for r in self.records):
+                self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
 
     def _add(self, record: dict[str, Any]) -> None:
         with self._lock:
