@@ -1,4 +1,4 @@
-# Image targets, included by the root Makefile. Expects PY: the project venv's python (orchestrator.compose
+# Image targets, included by the root Makefile. Expects PY: the project venv's python (orchestrator.images.compose
 # and pip are used from it). See images/README.md.
 #
 #   make images [FLAVOUR=cpu|cuda]   every declared image of that flavour: each framework's default service

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.compose import load_compose  # noqa: E402  (the one reader of compose.yaml)
-from orchestrator.versions import BASES, DEFAULT_PYTHON, Base, cuda_from_lock  # noqa: E402  (bases and the CUDA a lock resolved)
+from orchestrator.images.compose import load_compose  # noqa: E402  (the one reader of compose.yaml)
+from orchestrator.images.versions import BASES, DEFAULT_PYTHON, Base, cuda_from_lock  # noqa: E402  (bases and the CUDA a lock resolved)
 
 LOCAL_BASE = "gdbench/base:bookworm-py3.11"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.versions import BASES, DEFAULT_PYTHON  # noqa: E402  (the one list of bases)
+from orchestrator.images.versions import BASES, DEFAULT_PYTHON  # noqa: E402  (the one list of bases)
 
 INSTALLER = ROOT / "images" / "installer.txt"
 

@@ -68,7 +68,7 @@ def docker_unusable(reason: str) -> None:
 @pytest.fixture(scope="module")
 def engine():
     """A connection to the real Docker engine."""
-    from orchestrator.dockerhost import DockerEngine
+    from orchestrator.backends.docker.engine import DockerEngine
     from orchestrator.errors import GdbenchError
 
     try:
@@ -81,8 +81,8 @@ def engine():
 @pytest.fixture(scope="module")
 def compose():
     """The project's compose file (or ``GDBENCH_COMPOSE``), read the way the orchestrator reads it."""
-    from orchestrator.compose import load_compose
     from orchestrator.errors import GdbenchError
+    from orchestrator.images.compose import load_compose
 
     try:
         return load_compose(os.environ.get("GDBENCH_COMPOSE") or ROOT / "compose.yaml")

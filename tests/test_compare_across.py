@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from test_merge import host_record, ok_row, versioned_document, write_keyed_run
 
-from orchestrator.compare import compare
-from orchestrator.compare_across import compare_across
 from orchestrator.errors import InvalidOptions
+from orchestrator.results.compare import compare
+from orchestrator.results.compare_across import compare_across
 from solvers.schema import empty_row
 
 REPO = Path(__file__).resolve().parents[1]

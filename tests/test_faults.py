@@ -34,19 +34,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator.compose import ComposeFile
-from orchestrator.dockerhost import DockerEngine
+from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import (
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
 )
+from orchestrator.images.compose import ComposeFile
 from orchestrator.labels import CONTAINER as LABEL_KEY
 from orchestrator.labels import MANAGED as LABEL_MANAGED
 from orchestrator.labels import RUN as LABEL_RUN
-from orchestrator.merge import load_runs
-from orchestrator.spec import SweepOptions
+from orchestrator.results.merge import load_runs
+from orchestrator.sweep.spec import SweepOptions
 from solvers import schema
 from tests.conftest import ROOT, SMALL, FaultTable, gdbench
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.dockerhost import DockerEngine
+from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
+from orchestrator.hosts import inventory
 from orchestrator.labels import MANAGED
 from tests.conftest import ROOT, FaultTable, gdbench
 from tests.engines import Engine, Pki, engines
@@ -283,7 +283,7 @@ def _foreign_image(tag: str, architecture: str) -> bytes:
 
 
 def test_an_image_for_another_architecture_is_refused_before_shipping(fleet: Fleet, engine: DockerEngine) -> None:
-    from orchestrator.ship import Shipper, ShipRefused
+    from orchestrator.backends.docker.ship import Shipper, ShipRefused
 
     tag = "gdbench-test/foreign:arm64"
     list(engine.client.api.load_image(_foreign_image(tag, "arm64")))

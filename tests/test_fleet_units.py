@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import fleet, inventory
-from orchestrator.dockerhost import container_name
-from orchestrator.inventory import HostEntry
-from orchestrator.rundir import RunDir
-from orchestrator.spec import RunSpec, SweepOptions
+from orchestrator.backends.docker.engine import container_name
+from orchestrator.hosts import inventory
+from orchestrator.hosts.inventory import HostEntry
+from orchestrator.sweep import fleet
+from orchestrator.sweep.rundir import RunDir
+from orchestrator.sweep.spec import RunSpec, SweepOptions
 
 
 def _spec(host: str = "local") -> RunSpec:

@@ -233,7 +233,7 @@ def test_gdbench_gpu_without_a_gpu_is_one_line_and_exit_5(args: list[str], tmp_p
                                                           monkeypatch) -> None:
     if shutil.which("nvidia-smi") or _nvml_usable():
         pytest.skip("nvidia-smi or NVML is present here")
-    from orchestrator.cli import main
+    from orchestrator.cli.app import main
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "400")  # one line, however long the fix
@@ -246,7 +246,7 @@ def test_gdbench_gpu_without_a_gpu_is_one_line_and_exit_5(args: list[str], tmp_p
 
 
 def test_clock_record_reaches_a_run_through_the_environment(tmp_path: Path, monkeypatch) -> None:
-    from orchestrator import gpuclocks
+    from orchestrator.hosts import gpuclocks
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert gpuclocks.record_env() == {}
@@ -278,7 +278,7 @@ def _build_image():
 
 @pytest.mark.parametrize("service", sorted(NEW_SERVICES))
 def test_new_gpu_services_parse_and_match_their_locks(service: str) -> None:
-    from orchestrator.compose import load_compose
+    from orchestrator.images.compose import load_compose
 
     ti = _images_tests()
     svc = load_compose(ROOT / "compose.yaml", env={}).service(service)

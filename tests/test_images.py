@@ -58,7 +58,7 @@ def added_services() -> set[str]:
 
 @cache
 def compose() -> Any:
-    from orchestrator.compose import load_compose
+    from orchestrator.images.compose import load_compose
 
     return load_compose(ROOT / "compose.yaml", env={})
 
@@ -161,7 +161,7 @@ def check_cuda_lock(lock: Path) -> None:
 
 def test_compose_declares_every_image_consistently_with_the_locks() -> None:
     cf = compose()
-    from orchestrator.versions import BASES
+    from orchestrator.images.versions import BASES
 
     expected = {*FRAMEWORKS, *CUDA_SERVICES}
     assert set(cf.services) - added_services() == expected

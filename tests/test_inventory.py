@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.inventory import InventoryError
+from orchestrator.hosts import inventory
+from orchestrator.hosts.inventory import InventoryError
 
 
 def _openssl(*args: str, cwd: Path) -> None:

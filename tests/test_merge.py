@@ -1,4 +1,4 @@
-"""``orchestrator.merge``: documents → merged rows, the diagnostic columns, and bad input as one clear line.
+"""``orchestrator.results.merge``: documents → merged rows, the diagnostic columns, and bad input as one clear line.
 
 Documents are built here as the solver writes them (``solvers.schema`` row and problem helpers, real
 ``solvers.metadata`` provenance, validated on write by ``RunDir.write_document``); the timings in them are
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.errors import InvalidOptions
-from orchestrator.merge import (
+from orchestrator.results.merge import (
     COLUMNS,
     DOCUMENT_ONLY,
     FLATTENED,
@@ -29,7 +29,7 @@ from orchestrator.merge import (
     load_runs,
     write_merged,
 )
-from orchestrator.rundir import RunDir
+from orchestrator.sweep.rundir import RunDir
 from solvers import metadata
 from solvers.schema import RESULT, ROW_FIELDS, SCHEMA_VERSION, dumps, empty_row, loads, problem_record
 

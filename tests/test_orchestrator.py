@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import documents
-from orchestrator.compose import ComposeFile, interpolate, load_compose
 from orchestrator.errors import ComposeError, Interrupted, InvalidOptions, RunDirLocked
-from orchestrator.merge import load_runs, write_merged
-from orchestrator.progress import parse_line
-from orchestrator.rundir import RunDir
-from orchestrator.signals import signals_as_interrupts
-from orchestrator.spec import (
+from orchestrator.images.compose import ComposeFile, interpolate, load_compose
+from orchestrator.results.merge import load_runs, write_merged
+from orchestrator.sweep import documents
+from orchestrator.sweep.progress import parse_line
+from orchestrator.sweep.rundir import RunDir
+from orchestrator.sweep.signals import signals_as_interrupts
+from orchestrator.sweep.spec import (
     RunSpec,
     SweepOptions,
     parse_cpuset,
@@ -261,7 +261,7 @@ def test_local_backend_resume_and_timeout(tmp_path: Path) -> None:
 
 
 def test_cuda_check_compares_image_toolkit_with_driver() -> None:
-    from orchestrator.gpuhost import HostGpus, cuda_incompatibility
+    from orchestrator.hosts.gpus import HostGpus, cuda_incompatibility
 
     driver = HostGpus(driver_version="535.104", cuda_driver_version="12.2", gpus=["NVIDIA A100"])
     why = cuda_incompatibility("gdbench/torch:2.13.0-cuda", "13.0", driver)

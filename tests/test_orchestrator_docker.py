@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import gpuhost
-from orchestrator.compose import ComposeFile
-from orchestrator.dockerhost import DockerBackend, DockerEngine
+from orchestrator.backends.docker.engine import DockerBackend, DockerEngine
 from orchestrator.errors import GdbenchError, GpuUnavailable
+from orchestrator.hosts import gpus as gpuhost
+from orchestrator.images.compose import ComposeFile
 from orchestrator.labels import MANAGED as LABEL_MANAGED
 from orchestrator.labels import RUN as LABEL_RUN
-from orchestrator.merge import load_runs
-from orchestrator.planner import plan
-from orchestrator.rundir import RunDir
-from orchestrator.spec import RunSpec, SweepOptions
+from orchestrator.results.merge import load_runs
+from orchestrator.sweep.planner import plan
+from orchestrator.sweep.rundir import RunDir
+from orchestrator.sweep.spec import RunSpec, SweepOptions
 from solvers import registry, schema
 from tests.conftest import ROOT, SMALL, docker_unusable, gdbench
 
@@ -402,7 +402,7 @@ def test_images_build_through_the_sdk(engine: DockerEngine, compose: ComposeFile
 def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine, compose: ComposeFile, numpy_image,
                                                            tmp_path: Path, monkeypatch) -> None:
     """What `gdbench gpu lock` recorded goes into a GPU container's environment (its provenance), not a CPU one's."""
-    from orchestrator import gpuclocks
+    from orchestrator.hosts import gpuclocks
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     gpuclocks.write_json_atomic(gpuclocks.record_path(), {"action": "lock", "asked": {"sm_mhz": 1200}})

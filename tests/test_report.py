@@ -33,11 +33,11 @@ from test_merge import (  # the shared document builders
     write_run,
 )
 
-from orchestrator.compare import compare, min_p_value, render_csv, table_rows
-from orchestrator.merge import MERGED_PARQUET, load_runs
-from orchestrator.report import plot_series
-from orchestrator.report_cells import MARKS
-from orchestrator.results import dims_of, records, row_keys
+from orchestrator.results.compare import compare, min_p_value, render_csv, table_rows
+from orchestrator.results.merge import MERGED_PARQUET, load_runs
+from orchestrator.results.report import plot_series
+from orchestrator.results.report_cells import MARKS
+from orchestrator.results.table import dims_of, records, row_keys
 from solvers.schema import dumps, loads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -617,8 +617,8 @@ def test_report_has_one_row_per_version_with_its_python(versions: dict[str, Path
 
 
 def test_version_plot_lines_are_told_apart(versions: dict[str, Path]) -> None:
-    from orchestrator.plots import line_style, shades
-    from orchestrator.results import Keys
+    from orchestrator.results.plots import line_style, shades
+    from orchestrator.results.table import Keys
 
     df = load_runs([versions["run"]])
     keyer = Keys.of(df)

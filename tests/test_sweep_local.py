@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import documents, hostload
+from orchestrator.backends.local import LocalBackend
 from orchestrator.errors import InvalidOptions
-from orchestrator.gpuhost import HostGpus, probe
-from orchestrator.localrun import LocalBackend
-from orchestrator.planner import plan
-from orchestrator.progress import SweepProgress
-from orchestrator.rundir import RunDir
-from orchestrator.runner import SweepRunner
-from orchestrator.spec import RunSpec, SweepOptions
+from orchestrator.hosts.gpus import HostGpus, probe
+from orchestrator.sweep import documents, hostload
+from orchestrator.sweep.planner import plan
+from orchestrator.sweep.progress import SweepProgress
+from orchestrator.sweep.rundir import RunDir
+from orchestrator.sweep.runner import SweepRunner
+from orchestrator.sweep.spec import RunSpec, SweepOptions
 from solvers import registry, schema
 
 TINY = {"dims": [2], "n": 200, "iters": 20, "repeats": 2, "sync_check": False, "threads": 1, "backend": "local"}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compose import load_compose
+from orchestrator.backends.local import LocalBackend, installed_version
 from orchestrator.errors import ComposeError, InvalidOptions
-from orchestrator.localrun import LocalBackend, installed_version
-from orchestrator.spec import parse_frameworks, run_key, split_framework
+from orchestrator.images.compose import load_compose
+from orchestrator.sweep.spec import parse_frameworks, run_key, split_framework
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_framework_tokens_and_keys() -> None:
 
 
 def test_the_local_backend_runs_only_the_installed_version() -> None:
-    from orchestrator.gpuhost import HostGpus
+    from orchestrator.hosts.gpus import HostGpus
 
     backend = LocalBackend(HostGpus(gpus=[], error="none"))
     here = installed_version("numpy")
@@ -167,8 +167,8 @@ def test_cli_refusals_are_one_line_exit_2_and_leave_compose_alone(tmp_path: Path
 
 def test_the_planner_expands_versions_and_runs_each_image_once(tmp_path: Path) -> None:
     """``numpy@all,numpy``: every declared numpy once (the bare name is the default, already in @all)."""
-    from orchestrator.planner import containers
-    from orchestrator.spec import SweepOptions
+    from orchestrator.sweep.planner import containers
+    from orchestrator.sweep.spec import SweepOptions
 
     class ComposeOnly:  # the planner's view of a backend: only the compose side is asked here
         def __init__(self, path: Path) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import compose_edit, version_locks, versions
 from orchestrator.errors import ComposeError, GdbenchError, InvalidOptions
+from orchestrator.images import compose_edit, versions
+from orchestrator.images import locks as version_locks
 from tests.conftest import ROOT
 
 

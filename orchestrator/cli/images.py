@@ -1,0 +1,123 @@
+"""``gdbench images``: list the declared images, add or remove a framework version, build them.
+
+Commands only parse options and call ``orchestrator.images.build``; a bare ``gdbench images [NAMES…]`` is the list.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+import typer.core
+from rich.markup import escape
+
+from orchestrator.cli.common import ComposeOpt, DockerOpt, err_console, out_console
+from orchestrator.errors import EXIT_OK
+from orchestrator.sweep.spec import Flavour
+
+
+class _ImagesGroup(typer.core.TyperGroup):
+    """``gdbench images [NAMES…] [--build]`` stays the listing: anything that is not a subcommand goes to ``list``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+images_app = typer.Typer(cls=_ImagesGroup, no_args_is_help=False, add_completion=False,
+                         help="The declared images: list them, add or remove a framework version, build them.")
+PythonOpt = Annotated[str | None, typer.Option("--python", help="the image's Python: 3.11 (bookworm base) or 3.13 "
+                                               "(trixie base)", show_default="3.11 where the version supports it")]
+VersionArg = Annotated[str, typer.Argument(help="FRAMEWORK==VERSION, e.g. numpy==1.26.4", show_default=False)]
+FlavourOpt = Annotated[Flavour | None, typer.Option(help="cpu or cuda", show_default="cpu (cuda for cupy)")]
+
+
+@images_app.command("list")
+def images_command(
+    build: Annotated[bool, typer.Option("--build", help="build the named images (default: every CPU image) "
+                                                        "from compose's build sections")] = False,
+    names: Annotated[list[str] | None, typer.Argument(
+        help="frameworks, FRAMEWORK@VERSION or compose services, e.g. numpy jax-gpu numpy@1.26.4",
+        show_default=False)] = None,
+    flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
+    compose: ComposeOpt = None,
+    docker_url: DockerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
+) -> int:
+    """List every declared image, built or not (version, Python, default?, size), or build them with --build."""
+    from orchestrator.backends.docker.engine import DockerEngine
+    from orchestrator.images.build import build as build_images
+    from orchestrator.images.build import image_rows, select_services
+    from orchestrator.images.compose import load_compose
+
+    cf = load_compose(str(compose) if compose else None)
+    selected = None
+    if build or names:
+        selected = select_services(cf, list(names or []), flavour.value if flavour else None)
+    engine = DockerEngine.connect(docker_url)
+    if build:
+        err = err_console()
+        build_images(engine, selected or [], lambda line: err.print(line, markup=False))
+    rows = image_rows(cf, engine)
+    if selected is not None:
+        rows = [r for r in rows if r["service"] in {s.name for s in selected}]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"gdbench images ({cf.path})", title_justify="left")
+    for col in ("service", "tag", "version", "python", "default", "built", "size", "cuda", "id"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(escape(r["service"]), escape(r["tag"]), escape(r["version"] or "-"), escape(r["python"]),
+                      "yes" if r["default"] else "", "[green]yes[/]" if r["built"] else "[red]no[/]",
+                      f"{r['size_bytes'] / 1e9:.2f} GB" if r["size_bytes"] else "-",
+                      r["cuda_version"] or "-", (r["id"] or "-").removeprefix("sha256:")[:12])
+    out_console().print(table)
+    return EXIT_OK
+
+
+@images_app.command("add")
+def images_add_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
+                       compose: ComposeOpt = None) -> int:
+    """Declare another version: check it on PyPI, resolve its hash lock, add its service to compose.yaml."""
+    from orchestrator.images.build import add_version
+    from orchestrator.images.compose import load_compose
+
+    err = err_console()
+    lines = add_version(pin, flavour.value if flavour else None, python, load_compose(str(compose) if compose
+                        else None), lambda line: err.print(line, markup=False))
+    typer.echo("\n".join(lines))
+    return EXIT_OK
+
+
+@images_app.command("remove")
+def images_remove_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
+                          compose: ComposeOpt = None) -> int:
+    """Undo ``images add`` exactly: its compose service, its .in and its lock (a built image stays)."""
+    from orchestrator.images.build import remove_version
+    from orchestrator.images.compose import load_compose
+
+    typer.echo(remove_version(pin, flavour.value if flavour else None, python,
+                              load_compose(str(compose) if compose else None)))
+    return EXIT_OK
+
+
+@images_app.command("build")
+def images_build_command(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="services, frameworks or FRAMEWORK@VERSION / FRAMEWORK@all", show_default="every CPU service")] = None,
+    flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild every layer")] = False,
+    compose: ComposeOpt = None,
+) -> int:
+    """Build declared images as make images does: base, wheel, the lock's wheelhouse, then the offline build."""
+    from orchestrator.images.build import build_declared, select_services
+    from orchestrator.images.compose import load_compose
+
+    cf = load_compose(str(compose) if compose else None)
+    build_declared(cf, select_services(cf, list(names or []), flavour.value if flavour else None), no_cache)
+    return EXIT_OK

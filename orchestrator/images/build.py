@@ -1,0 +1,116 @@
+"""The compose images: which are declared and built, what they pin, adding a version, and building them.
+
+Listing reads compose.yaml and the engine; adding and removing a version is ``version_locks.add_pin`` /
+``remove_pin`` (PyPI, the lock, one compose block); building goes through the SDK for a plain service
+(``--build``) or through ``scripts/build_image.py --fetch`` for any declared service, the same path as
+``make images``, since it fills the wheelhouse of that service's own lock and Python first.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator import labels as label_keys
+from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.errors import GdbenchError, InvalidOptions
+from orchestrator.images.compose import ComposeFile, Service
+from orchestrator.sweep.spec import split_framework
+from solvers import registry
+
+
+def default_flavour(framework: str) -> str:
+    """A framework with no CPU device (cupy) means its CUDA image when no flavour is given."""
+    return "cpu" if "cpu" in registry.REGISTRY[framework].devices else "cuda"
+
+
+def image_rows(compose: ComposeFile, engine: DockerEngine | None) -> list[dict[str, Any]]:
+    """One row per compose service, built or not: tag, version, Python, default?, built?, id, size, labels."""
+    rows = []
+    for svc in compose.services.values():
+        info = engine.image(svc.image) if engine is not None else None
+        labels = info.labels if info else {}
+        default = svc.framework_version is not None and compose.service_for(svc.framework, svc.flavour) == svc
+        rows.append({
+            "service": svc.name, "tag": svc.image, "framework": svc.framework, "flavour": svc.flavour,
+            "version": svc.version_key, "python": labels.get(label_keys.PYTHON_VERSION) or svc.python,
+            "default": default, "built": info is not None,
+            "id": info.id if info else None, "size_bytes": info.size_bytes if info else None,
+            "created": info.created if info else None, "user": info.user if info else None,
+            "framework_version": labels.get(label_keys.FRAMEWORK_VERSION),
+            "cuda_version": labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION") or None,
+            "labels": {k: labels[k] for k in label_keys.IMAGE if k in labels},
+        })
+    return rows
+
+
+def select_services(compose: ComposeFile, names: list[str], flavour: str | None) -> list[Service]:
+    """Services named directly (``jax-gpu``), by framework (``jax`` → its default ``--flavour`` service; a
+    GPU-only framework → its CUDA one), ``FRAMEWORK@VERSION`` or ``FRAMEWORK@all``.
+
+    No names: every CPU service, plus the CUDA ones when ``--flavour cuda``.
+    """
+    if not names:
+        want = (flavour,) if flavour else ("cpu",)
+        return [s for s in compose.services.values() if s.flavour in want]
+    out: list[Service] = []
+    for name in names:
+        if name in compose.services:
+            out.append(compose.services[name])
+        elif name.partition("@")[0] in registry.REGISTRY:
+            fw, asked = split_framework(name)
+            fl = flavour or default_flavour(fw)
+            out += [compose.service_for(fw, fl, v) for v in compose.framework_versions(fw, fl, asked)]
+        else:
+            raise InvalidOptions(f"unknown image {name!r}; give a framework ({', '.join(registry.FRAMEWORKS)}), "
+                                 f"FRAMEWORK@VERSION or a compose service ({', '.join(compose.services)})")
+    return list({s.name: s for s in out}.values())
+
+
+def build(engine: DockerEngine, services: list[Service], on_line: Callable[[str], None]) -> None:
+    """Build each service in order through the SDK (classic builder); a failure stops at that service."""
+    for svc in services:
+        on_line(f"==> building {svc.image} (service {svc.name})")
+        engine.build(svc, on_line)
+
+
+def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool = False) -> None:
+    """Build with the checkout's scripts/build_image.py --fetch (lock checks, wheelhouse, base, labels)."""
+    root = compose.path.parent
+    script = root / "scripts" / "build_image.py"
+    if not script.is_file():
+        raise GdbenchError(f"{script} is missing: gdbench images build needs the checkout of {compose.path}",
+                           fix="run from the gdbench checkout, or use gdbench images --build for a plain service")
+    for svc in services:
+        cmd = [sys.executable, str(script), svc.name, "--fetch", *(["--no-cache"] if no_cache else [])]
+        if subprocess.run(cmd, cwd=root, check=False).returncode:
+            raise GdbenchError(f"building {svc.image} (service {svc.name}) failed; its log is above",
+                               fix=f"fix it, then rerun: gdbench images build {svc.name}")
+
+
+def add_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile,
+                on_line: Callable[[str], None]) -> list[str]:
+    """``gdbench images add``: check on PyPI, lock, declare; returns the lines that say what was added."""
+    from orchestrator.images import locks as version_locks
+    from orchestrator.images import versions
+
+    fw, version = versions.parse_pin(text)
+    added = version_locks.add_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
+                             compose.path, on_line=on_line)
+    return [f"service  {added.service}", f"image    {added.image}",
+            f"lock     {added.lock.relative_to(compose.path.parent)}", f"python   {added.base.python}",
+            f"cuda     {added.cuda_version or '-'}", f"build it: gdbench images build {added.service}",
+            f"run it:   gdbench run --frameworks {fw}@{version}{added.base.suffix}"
+            + (" --devices gpu" if added.service.endswith("-gpu") else "")]
+
+
+def remove_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile) -> str:
+    """``gdbench images remove``: the exact inverse of ``add_version``; returns the removed service."""
+    from orchestrator.images import locks as version_locks
+    from orchestrator.images import versions
+
+    fw, version = versions.parse_pin(text)
+    return version_locks.remove_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
+                               compose.path)
