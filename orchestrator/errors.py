@@ -36,6 +36,10 @@ class InvalidOptions(GdbenchError):
     exit_code = EXIT_INVALID
 
 
+class InventoryError(InvalidOptions):
+    """A hosts file, a host's table or a ``--backend-opt`` that cannot be used as written."""
+
+
 class DockerUnavailable(GdbenchError):
     """The daemon cannot be reached (not running, socket missing, permission denied)."""
 

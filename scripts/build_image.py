@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.images.compose import load_compose  # noqa: E402  (the one reader of compose.yaml)
 from orchestrator.images.versions import BASES, DEFAULT_PYTHON, Base, cuda_from_lock  # noqa: E402  (bases and the CUDA a lock resolved)
+from solvers.registry import REGISTRY  # noqa: E402  (which distributions carry a framework's version)
 
 LOCAL_BASE = "gdbench/base:bookworm-py3.11"
 
@@ -42,15 +43,16 @@ def wheelhouse_for(framework: str, lock: Path) -> str:
     return f".cache/wheelhouse/{framework}-{lock.stem.removeprefix('requirements-')}"
 
 
-def framework_dist(framework: str, flavour: str) -> str:
-    """The distribution that provides the framework in that lock (tensorflow-cpu provides ``tensorflow``)."""
-    return {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
-                                                                                        framework)
-
-
 def pinned(lock: Path, dist: str) -> str | None:
     m = re.search(rf"^{re.escape(dist)}(?:\[[^\]]*\])?==([^\s;\\]+)", lock.read_text(), re.MULTILINE)
     return m.group(1) if m else None
+
+
+def framework_pin(framework: str, lock: Path) -> str | None:
+    """The framework's version in that lock: the first of its distributions (``solvers.registry``) the lock pins
+    (tensorflow-cpu provides ``tensorflow`` in its CPU lock, cupy-cuda12x provides ``cupy``)."""
+    entry = REGISTRY.get(framework)
+    return next((v for dist in (entry.dists if entry else (framework,)) if (v := pinned(lock, dist))), None)
 
 
 def cuda_version(lock: Path) -> str:
@@ -108,7 +110,7 @@ def check(service_name: str, image: str, args: dict[str, str]) -> Path:
     lock = lock_path(fw, flavour, args.get("LOCK"))
     if not lock.is_file():
         raise BuildError(f"service {service_name}: no lock {lock.relative_to(ROOT)} for {fw} ({flavour})")
-    locked = pinned(lock, framework_dist(fw, flavour))
+    locked = framework_pin(fw, lock)
     if locked != args.get("FRAMEWORK_VERSION"):
         raise BuildError(f"service {service_name}: compose says {fw} {args.get('FRAMEWORK_VERSION')}, "
                          f"{lock.relative_to(ROOT)} pins {locked}")

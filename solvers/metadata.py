@@ -8,6 +8,8 @@ import socket
 import sys
 from typing import Any
 
+from . import nvml
+from .nvml import safe as _safe
 from .schema import utc_now
 
 
@@ -67,38 +69,13 @@ def collect_image() -> dict[str, Any] | None:
     return {"tag": tag, "digest": digest, "revision": os.environ.get("GDBENCH_IMAGE_REVISION")}
 
 
-def _nvml():
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, …: no usable GPU management.
-        return None
-    return pynvml
-
-
-def _nvml_index() -> int:
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    return int(first) if first.isdigit() else 0
-
-
 def _nvml_handle():
     """(pynvml, handle of the GPU this process uses), or None where NVML or the device is absent."""
-    nv = _nvml()
+    nv = nvml.module()
     if nv is None:
         return None
-    handle = _safe(nv.nvmlDeviceGetHandleByIndex, _nvml_index())
+    handle = _safe(nv.nvmlDeviceGetHandleByIndex, nvml.visible_index())
     return None if handle is None else (nv, handle)
-
-
-def _safe(fn, *args):
-    try:
-        value = fn(*args)
-    except Exception:
-        return None
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def collect_gpu() -> dict[str, Any] | None:
@@ -122,9 +99,7 @@ def collect_gpu() -> dict[str, Any] | None:
 
 def _board(nv: Any, handle: Any) -> dict[str, Any]:
     """MIG, ECC, PCIe link, persistence and application clocks (solvers.nvml owns these queries)."""
-    from .nvml import static_provenance
-
-    return static_provenance(nv, handle)
+    return nvml.static_provenance(nv, handle)
 
 
 def collect_gpu_state() -> dict[str, Any] | None:

@@ -26,8 +26,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .metadata import _nvml, _nvml_index, _safe
-
 #: The energy window is extended to at least this long (the counter updates every 20-100 ms).
 MIN_WINDOW_S = 1.0
 #: Seconds between two background samples of clocks, power and throttle reasons.
@@ -46,19 +44,47 @@ THROTTLE_REASONS = {
 CLOCKS_ENV = "GDBENCH_GPU_CLOCKS"
 
 
+def module() -> Any:
+    """pynvml, initialised; None where it is not installed or has no library or driver to talk to."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, …: no usable GPU management.
+        return None
+    return pynvml
+
+
+def visible_index() -> int:
+    """NVML's index of the first GPU ``CUDA_VISIBLE_DEVICES`` names (0 when it names none by index)."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    return int(first) if first.isdigit() else 0
+
+
+def safe(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with bytes decoded; None where the call raises (not supported on this board, no driver)."""
+    try:
+        value = fn(*args)
+    except Exception:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def device_handle() -> tuple[Any, Any] | None:
     """(pynvml, handle of the GPU or MIG instance this process uses), or None without NVML or device.
 
     ``CUDA_VISIBLE_DEVICES`` may name a device by UUID (``GPU-…``, ``MIG-…``), as MIG setups must.
     """
-    nv = _nvml()
+    nv = module()
     if nv is None:
         return None
     first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     if first.startswith(("GPU-", "MIG-")):
-        handle = _safe(nv.nvmlDeviceGetHandleByUUID, first)
+        handle = safe(nv.nvmlDeviceGetHandleByUUID, first)
     else:
-        handle = _safe(nv.nvmlDeviceGetHandleByIndex, _nvml_index())
+        handle = safe(nv.nvmlDeviceGetHandleByIndex, visible_index())
     return None if handle is None else (nv, handle)
 
 
@@ -80,12 +106,12 @@ def _pair(value: Any) -> dict[str, Any] | None:
 
 def static_provenance(nv: Any, handle: Any) -> dict[str, Any]:
     """Board state that changes a GPU's speed or its meaning: MIG, ECC, PCIe link, persistence, app clocks."""
-    is_mig = bool(_safe(nv.nvmlDeviceIsMigDeviceHandle, handle))
+    is_mig = bool(safe(nv.nvmlDeviceIsMigDeviceHandle, handle))
     sm, mem = nv.NVML_CLOCK_SM, nv.NVML_CLOCK_MEM
-    app = {"sm_mhz": _safe(nv.nvmlDeviceGetApplicationsClock, handle, sm),
-           "mem_mhz": _safe(nv.nvmlDeviceGetApplicationsClock, handle, mem)}
-    default = {"sm_mhz": _safe(nv.nvmlDeviceGetDefaultApplicationsClock, handle, sm),
-               "mem_mhz": _safe(nv.nvmlDeviceGetDefaultApplicationsClock, handle, mem)}
+    app = {"sm_mhz": safe(nv.nvmlDeviceGetApplicationsClock, handle, sm),
+           "mem_mhz": safe(nv.nvmlDeviceGetApplicationsClock, handle, mem)}
+    default = {"sm_mhz": safe(nv.nvmlDeviceGetDefaultApplicationsClock, handle, sm),
+               "mem_mhz": safe(nv.nvmlDeviceGetDefaultApplicationsClock, handle, mem)}
     changed = None if None in (*app.values(), *default.values()) else app != default
     try:
         recorded = json.loads(os.environ[CLOCKS_ENV]) if os.environ.get(CLOCKS_ENV) else None
@@ -93,23 +119,23 @@ def static_provenance(nv: Any, handle: Any) -> dict[str, Any]:
         recorded = {"error": f"{CLOCKS_ENV} is not JSON"}
     return {
         "mig": {
-            "mode": _pair(_safe(nv.nvmlDeviceGetMigMode, handle)) if not is_mig else None,
+            "mode": _pair(safe(nv.nvmlDeviceGetMigMode, handle)) if not is_mig else None,
             "is_instance": is_mig,
             # A MIG instance's name carries its profile, e.g. "NVIDIA H100 80GB HBM3 MIG 1g.10gb".
-            "profile": _safe(nv.nvmlDeviceGetName, handle) if is_mig else None,
-            "uuid": _safe(nv.nvmlDeviceGetUUID, handle),
+            "profile": safe(nv.nvmlDeviceGetName, handle) if is_mig else None,
+            "uuid": safe(nv.nvmlDeviceGetUUID, handle),
         },
-        "ecc": _pair(_safe(nv.nvmlDeviceGetEccMode, handle)),
-        "pcie": {"gen": _safe(nv.nvmlDeviceGetCurrPcieLinkGeneration, handle),
-                 "width": _safe(nv.nvmlDeviceGetCurrPcieLinkWidth, handle),
-                 "max_gen": _safe(nv.nvmlDeviceGetMaxPcieLinkGeneration, handle),
-                 "max_width": _safe(nv.nvmlDeviceGetMaxPcieLinkWidth, handle)},
-        "persistence_mode": _safe(nv.nvmlDeviceGetPersistenceMode, handle),
+        "ecc": _pair(safe(nv.nvmlDeviceGetEccMode, handle)),
+        "pcie": {"gen": safe(nv.nvmlDeviceGetCurrPcieLinkGeneration, handle),
+                 "width": safe(nv.nvmlDeviceGetCurrPcieLinkWidth, handle),
+                 "max_gen": safe(nv.nvmlDeviceGetMaxPcieLinkGeneration, handle),
+                 "max_width": safe(nv.nvmlDeviceGetMaxPcieLinkWidth, handle)},
+        "persistence_mode": safe(nv.nvmlDeviceGetPersistenceMode, handle),
         "applications_clocks": app,
         "default_applications_clocks": default,
         "applications_clocks_changed": changed,
-        "max_clocks": {"sm_mhz": _safe(nv.nvmlDeviceGetMaxClockInfo, handle, sm),
-                       "mem_mhz": _safe(nv.nvmlDeviceGetMaxClockInfo, handle, mem)},
+        "max_clocks": {"sm_mhz": safe(nv.nvmlDeviceGetMaxClockInfo, handle, sm),
+                       "mem_mhz": safe(nv.nvmlDeviceGetMaxClockInfo, handle, mem)},
         "clock_lock_record": recorded,
     }
 
@@ -118,13 +144,13 @@ def read_sample(nv: Any, handle: Any) -> dict[str, Any]:
     """One background sample; every field may be None (not supported on this board)."""
     reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
         nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
-    power_mw = _safe(nv.nvmlDeviceGetPowerUsage, handle)
+    power_mw = safe(nv.nvmlDeviceGetPowerUsage, handle)
     return {
-        "sm_clock_mhz": _safe(nv.nvmlDeviceGetClockInfo, handle, nv.NVML_CLOCK_SM),
-        "mem_clock_mhz": _safe(nv.nvmlDeviceGetClockInfo, handle, nv.NVML_CLOCK_MEM),
+        "sm_clock_mhz": safe(nv.nvmlDeviceGetClockInfo, handle, nv.NVML_CLOCK_SM),
+        "mem_clock_mhz": safe(nv.nvmlDeviceGetClockInfo, handle, nv.NVML_CLOCK_MEM),
         "power_w": power_mw / 1000 if power_mw is not None else None,
-        "temperature_c": _safe(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU),
-        "throttle_mask": _safe(reasons, handle) if reasons else None,
+        "temperature_c": safe(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU),
+        "throttle_mask": safe(reasons, handle) if reasons else None,
     }
 
 
@@ -168,7 +194,7 @@ class NvmlWindow:
         self.samples: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="gdbench-nvml-sampler", daemon=True)
-        self.start_mj = _safe(nv.nvmlDeviceGetTotalEnergyConsumption, handle)
+        self.start_mj = safe(nv.nvmlDeviceGetTotalEnergyConsumption, handle)
         self.t0 = time.perf_counter()
         self._thread.start()
 
@@ -185,7 +211,7 @@ class NvmlWindow:
                 run_once()
                 extra += 1
         finally:
-            end_mj = _safe(self.nv.nvmlDeviceGetTotalEnergyConsumption, self.handle)
+            end_mj = safe(self.nv.nvmlDeviceGetTotalEnergyConsumption, self.handle)
             seconds = time.perf_counter() - self.t0
             self.close()
         energy = energy_record(self.start_mj, end_mj, seconds, (runs + extra) * iters)

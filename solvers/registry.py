@@ -15,17 +15,32 @@ class Entry:
     #: The distribution that must be importable, named in the "not installed" message.
     requires: str
     devices: tuple[str, ...]
+    #: The PyPI distribution whose wheels carry the framework's version and decide whether a version fits an
+    #: image's Python and platform (jax's own wheel is pure Python: its compiled half is jaxlib; CuPy's wheels
+    #: are per CUDA major, and the images use CUDA 12's).
+    wheel: str
+    #: The distributions whose installed (or locked) version is the framework's, asked in this order
+    #: (tensorflow-cpu is TensorFlow's CPU build; CuPy installs as cupy-cuda12x, cupy-cuda13x or cupy).
+    dists: tuple[str, ...]
+    #: The framework's line colour in the report's plots (its other versions and hosts are shades of it).
+    color: str
 
 
 REGISTRY: dict[str, Entry] = {
     e.name: e
     for e in (
-        Entry("numpy", "solvers.frameworks.numpy_", "numpy", ("cpu",)),
-        Entry("numba", "solvers.frameworks.numba_cuda", "numba", ("cpu", "gpu")),
-        Entry("jax", "solvers.frameworks.jax_", "jax", ("cpu", "gpu")),
-        Entry("tensorflow", "solvers.frameworks.tensorflow_", "tensorflow", ("cpu", "gpu")),
-        Entry("torch", "solvers.frameworks.torch_", "torch", ("cpu", "gpu")),
-        Entry("cupy", "solvers.frameworks.cupy_", "cupy-cuda12x", ("gpu",)),
+        Entry("numpy", "solvers.frameworks.numpy_", "numpy", ("cpu",),
+              wheel="numpy", dists=("numpy",), color="#4c72b0"),
+        Entry("numba", "solvers.frameworks.numba_cuda", "numba", ("cpu", "gpu"),
+              wheel="numba", dists=("numba",), color="#dd8452"),
+        Entry("jax", "solvers.frameworks.jax_", "jax", ("cpu", "gpu"),
+              wheel="jaxlib", dists=("jax",), color="#55a868"),
+        Entry("tensorflow", "solvers.frameworks.tensorflow_", "tensorflow", ("cpu", "gpu"),
+              wheel="tensorflow", dists=("tensorflow", "tensorflow-cpu"), color="#c44e52"),
+        Entry("torch", "solvers.frameworks.torch_", "torch", ("cpu", "gpu"),
+              wheel="torch", dists=("torch",), color="#8172b3"),
+        Entry("cupy", "solvers.frameworks.cupy_", "cupy-cuda12x", ("gpu",),
+              wheel="cupy-cuda12x", dists=("cupy-cuda12x", "cupy-cuda13x", "cupy"), color="#17becf"),
     )
 }
 

@@ -66,7 +66,7 @@ class Fleet:
     def engines(self) -> dict[str, DockerEngine]:
         """A connection to every reachable host, the way gdbench makes it."""
         hosts = inventory.load(self.hosts_file)
-        return {name: DockerEngine.for_host(hosts[name]) for name in ("local", "tls1", "sock2")}
+        return {name: DockerEngine.for_host(name, hosts[name].settings) for name in ("local", "tls1", "sock2")}
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return gdbench("run", "--hosts-file", str(self.hosts_file), *args, timeout=timeout)
@@ -128,7 +128,8 @@ def test_one_sweep_over_three_engines_ships_images_and_marks_the_unreachable_hos
         doc = docs[key]
         assert doc["status"] == "ok" and all(r["status"] == "ok" for r in doc["results"])
         host = doc["provenance"]["host"]
-        assert host["name"] == name and host["docker_version"] == facts[name].docker_version
+        assert host["name"] == name and host["engine_version"] == facts[name].docker_version
+        assert host["engine"] == "docker"
         assert host["hostname"] == facts[name].hostname != doc["provenance"]["hostname"]  # not the container's
         assert host["kernel"] and host["architecture"] and host["ncpu"]
         assert doc["provenance"]["image"]["id"] == local_id

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.docker.engine import container_name
-from orchestrator.hosts import inventory
+from orchestrator.backends.docker.container import container_name
+from orchestrator.errors import InventoryError
 from orchestrator.hosts.inventory import HostEntry
-from orchestrator.sweep import fleet
+from orchestrator.sweep.planner import host_options
+from orchestrator.sweep.request import build_request
 from orchestrator.sweep.rundir import RunDir
 from orchestrator.sweep.spec import RunSpec, SweepOptions
 
@@ -30,22 +31,29 @@ def test_a_host_other_than_local_suffixes_the_key_and_the_container_name_stays_v
 
 def test_the_inventory_sets_cpuset_threads_and_gpus_for_its_host_only() -> None:
     opts = SweepOptions(threads=2, gpus=["0"])
-    assert fleet.host_options(opts, HostEntry(name="a")) == opts
-    mine = fleet.host_options(opts, HostEntry(name="b", cpuset=[4, 5, 6], threads=3, gpus=["GPU-1"]))
+    assert host_options(opts, HostEntry(name="a")) == opts
+    mine = host_options(opts, HostEntry(name="b", cpuset=[4, 5, 6], threads=3, gpus=["GPU-1"]))
     assert (mine.cpuset, mine.threads, mine.gpus) == ([4, 5, 6], 3, ["GPU-1"])
+
+
+def _request(hosts: str | None, hosts_file: Path | None, resume: Path | None = None, **given):
+    return build_request(given, out=None, resume=resume, hosts=hosts, hosts_file=hosts_file, registry_repo=None,
+                         backend_opts=None, compose=None, docker_url=None)
 
 
 def test_resume_reopens_the_hosts_the_run_had(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts.toml"
     hosts.write_text('[hosts.a]\nurl = "unix:///tmp/a.sock"\n\n[hosts.b]\nurl = "unix:///tmp/b.sock"\n')
-    entries, record = fleet.resolve("b", hosts, None)
-    assert [e.name for e in entries] == ["b"] and record["hosts_file"] == str(hosts.resolve())
+    request = _request("b", hosts)
+    assert [e.name for e in request.hosts] == ["b"] and request.fleet["hosts_file"] == str(hosts.resolve())
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    run.write_manifest({"run_id": "r", "status": "complete", "fleet": record})
-    again, _ = fleet.resolve(None, None, None, resume_dir=run.path)
-    assert [e.name for e in again] == ["b"]
-    assert fleet.resolve(None, None, None) == (None, None)  # no --hosts: today's single engine
-    with pytest.raises(inventory.InventoryError):
-        fleet.resolve("c", hosts, None)
+    run.write_manifest({"run_id": "r", "status": "complete", "fleet": request.fleet,
+                        "sweep": request.opts.to_dict()})
+    again = _request(None, None, resume=run.path)
+    assert [e.name for e in again.hosts] == ["b"]
+    alone = _request(None, None)  # no --hosts: the single engine, with no inventory record
+    assert alone.fleet is None and [(e.name, e.kind) for e in alone.hosts] == [("local", "docker")]
+    with pytest.raises(InventoryError):
+        _request("c", hosts)
     assert json.loads(run.manifest_path.read_text())["fleet"]["hosts"] == ["b"]

@@ -205,7 +205,7 @@ def test_every_nvml_name_the_code_uses_exists_in_nvidia_ml_py() -> None:
 
     import pynvml
 
-    for path in ("solvers/nvml.py", "solvers/metadata.py", "orchestrator/gpuclocks.py"):
+    for path in ("solvers/nvml.py", "solvers/metadata.py", "orchestrator/hosts/gpuclocks.py"):
         names = set(re.findall(r"\b(?:nv|pynvml|self\.nv)\.(nvml\w+|NVML_\w+)", (ROOT / path).read_text()))
         assert names, path
         assert not [n for n in names if not hasattr(pynvml, n)], path

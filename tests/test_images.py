@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from solvers import schema
+from solvers import registry, schema
 from tests.conftest import ROOT, SMALL
 
 FRAMEWORKS = ("numpy", "numba", "jax", "tensorflow", "torch")
@@ -46,9 +46,8 @@ def pins(lock: Path) -> dict[str, str]:
 
 
 def framework_pin(framework: str, flavour: str, lock: Path | None = None) -> str:
-    dist = {("tensorflow", "cpu"): "tensorflow-cpu", ("cupy", "cuda"): "cupy-cuda12x"}.get((framework, flavour),
-                                                                                        framework)
-    return pins(lock or lock_path(framework, flavour))[dist]
+    locked = pins(lock or lock_path(framework, flavour))
+    return next(locked[d] for d in registry.REGISTRY[framework].dists if d in locked)
 
 
 def added_services() -> set[str]:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.docker.settings import certificate_expiry
+from orchestrator.errors import InventoryError
 from orchestrator.hosts import inventory
-from orchestrator.hosts.inventory import InventoryError
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -58,7 +59,7 @@ def _load(tmp_path: Path, text: str) -> dict[str, inventory.HostEntry]:
 def test_no_hosts_file_means_the_local_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     hosts = inventory.load()
-    assert list(hosts) == ["local"] and hosts["local"].url is None
+    assert list(hosts) == ["local"] and hosts["local"].settings.url is None
     assert inventory.select(hosts, None) == [hosts["local"]]
 
 
@@ -86,9 +87,9 @@ insecure = true
 """)
     assert list(hosts) == ["box", "gpu1", "ssh", "ctx", "lab"]
     assert hosts["box"].cpuset == [0, 1] and hosts["box"].threads == 2
-    assert hosts["gpu1"].tls is not None and hosts["gpu1"].tls.key.name == "key.pem"
+    assert hosts["gpu1"].settings.tls is not None and hosts["gpu1"].settings.tls.key.name == "key.pem"
     assert hosts["gpu1"].gpus == ["0", "GPU-1234"]
-    assert hosts["ctx"].context == "remote" and hosts["ctx"].url is None
+    assert hosts["ctx"].settings.context == "remote" and hosts["ctx"].settings.url is None
     assert hosts["lab"].warning() and "without TLS" in hosts["lab"].warning()
     assert hosts["gpu1"].warning() is None
     assert [h.name for h in inventory.select(hosts, "all")] == list(hosts)
@@ -101,7 +102,7 @@ def test_a_relative_cert_path_is_relative_to_the_hosts_file(tmp_path: Path, pki:
 
     shutil.copytree(pki / "good", tmp_path / "certs")
     hosts = _load(tmp_path, '[hosts.a]\nurl = "tcp://a:2376"\ncert_path = "certs"\n')
-    assert hosts["a"].tls is not None and hosts["a"].tls.ca == tmp_path / "certs" / "ca.pem"
+    assert hosts["a"].settings.tls is not None and hosts["a"].settings.tls.ca == tmp_path / "certs" / "ca.pem"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -159,7 +160,7 @@ def test_a_ca_that_is_not_a_certificate(tmp_path: Path, pki: Path) -> None:
 
 
 def test_certificate_expiry_is_read(pki: Path) -> None:
-    expires = inventory.certificate_expiry(pki / "good" / "cert.pem")
+    expires = certificate_expiry(pki / "good" / "cert.pem")
     assert expires is not None and dt.datetime.now(dt.UTC) < expires < dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
 
 

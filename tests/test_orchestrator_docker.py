@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.docker.engine import DockerBackend, DockerEngine
+from orchestrator.backends.docker import container as containers
+from orchestrator.backends.docker.backend import DockerBackend
+from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import GdbenchError, GpuUnavailable
 from orchestrator.hosts import gpus as gpuhost
 from orchestrator.images.compose import ComposeFile
@@ -29,7 +31,7 @@ from orchestrator.sweep.planner import plan
 from orchestrator.sweep.rundir import RunDir
 from orchestrator.sweep.spec import RunSpec, SweepOptions
 from solvers import registry, schema
-from tests.conftest import ROOT, SMALL, docker_unusable, gdbench
+from tests.conftest import ROOT, SMALL, gdbench
 
 pytestmark = pytest.mark.docker
 
@@ -96,12 +98,12 @@ def test_sweep_runs_every_framework_and_merges(sweep: dict, engine: DockerEngine
         assert set(rows.image_tag) == {svc.image} and started[fw]["tag"] == svc.image
         assert set(rows.image_digest) == {started[fw]["id"]} and started[fw]["id"].startswith("sha256:")
         assert set(rows.framework_version) == {started[fw]["labels"]["io.gdbench.framework.version"]}
-    assert set(df.docker_version) == {facts.docker_version}
+    assert set(df.host_engine_version) == {facts.docker_version}
     assert set(df.run_id) == {manifest["run_id"]}
 
     for c in manifest["containers"]:
         doc = schema.loads((out / c["document"]).read_text())
-        assert doc["provenance"]["host"]["docker_version"] == facts.docker_version
+        assert doc["provenance"]["host"]["engine_version"] == facts.docker_version
         assert doc["provenance"]["host"]["storage_driver"] == facts.storage_driver
         # The host is named from the engine, not from inside the container (whose hostname is random).
         assert doc["provenance"]["host"]["name"] == "local" and doc["provenance"]["host"]["hostname"] == facts.hostname
@@ -200,7 +202,7 @@ def test_containers_are_hardened(engine: DockerEngine, compose: ComposeFile, num
     spec = RunSpec(framework="numpy", device="cpu", image=svc.image, flavour="cpu", dims=[2], variants=["loop"],
                    n=100, iters=5, repeats=1, dtype="float64", seed=0, lr=1e-3, threads=1, cpuset=[0],
                    timeout_s=60, mem_limit="1g", pids_limit=256, run_id="hardening-test")
-    container = engine.create(spec, image, gpu=False)
+    container = containers.create(engine, spec, image, gpu=False)
     try:
         attrs = engine.client.api.inspect_container(container.id)
     finally:
@@ -230,7 +232,7 @@ def test_containers_are_hardened(engine: DockerEngine, compose: ComposeFile, num
              "ifaces = sorted(n for _, n in socket.if_nameindex())\n"
              "print(os.getuid(), st['CapEff'].strip(), st['NoNewPrivs'].strip(), can_write('/opt/x'),"
              " can_write('/tmp/x'), ','.join(ifaces), sorted(os.sched_getaffinity(0)))\n")
-    config = engine.container_config(spec, image, gpu=False)
+    config = containers.container_config(engine, spec, image, gpu=False)
     config.update(entrypoint=["python", "-c", probe], command=[], name=None)
     c = engine.client.containers.run(**{**config, "detach": True})
     try:
@@ -257,7 +259,7 @@ def test_gpu_request_names_every_gpu_or_exactly_the_ones_asked(engine: DockerEng
     image = engine.require_image(compose.service_for("numpy", "cpu"))
     seen = {}
     for gpus in (None, ["0", "GPU-8e2c0d5a-1b2c-4d5e-8f90-123456789abc"]):
-        container = engine.create(_numpy_spec(compose, device="gpu", gpus=gpus), image, gpu=True)
+        container = containers.create(engine, _numpy_spec(compose, device="gpu", gpus=gpus), image, gpu=True)
         try:
             seen[bool(gpus)] = engine.client.api.inspect_container(container.id)["HostConfig"]["DeviceRequests"]
         finally:
@@ -277,10 +279,10 @@ def test_engine_refusing_a_gpu_is_unavailable_and_any_other_refusal_is_not(engin
         pytest.skip("this Docker host can start GPU containers")
     image = engine.require_image(compose.service_for("numpy", "cpu"))
     with pytest.raises(GpuUnavailable, match="could not select device driver"):
-        engine.run(_numpy_spec(compose, device="gpu"), image, gpu=True, on_line=lambda _: None)
+        containers.run(engine, _numpy_spec(compose, device="gpu"), image, gpu=True, on_line=lambda _: None)
     # A refusal with nothing to do with GPUs (a cpuset the machine lacks) stays a plain refusal.
     with pytest.raises(GdbenchError) as refused:
-        engine.run(_numpy_spec(compose, cpuset=[511]), image, gpu=False, on_line=lambda _: None)
+        containers.run(engine, _numpy_spec(compose, cpuset=[511]), image, gpu=False, on_line=lambda _: None)
     assert not isinstance(refused.value, GpuUnavailable)
     assert engine.managed_containers(_numpy_spec(compose).run_id) == []
 
@@ -373,32 +375,6 @@ def test_images_lists_every_compose_service(engine: DockerEngine, compose: Compo
     assert numpy["size_bytes"] > 0
 
 
-def test_images_build_through_the_sdk(engine: DockerEngine, compose: ComposeFile, tmp_path: Path, numpy_image) -> None:
-    """``gdbench images --build`` builds a compose service with the classic builder (no compose plugin)."""
-    base = compose.service("numpy").build.args["BASE_IMAGE"]
-    if engine.image(base) is None:
-        docker_unusable(f"base image {base} not built (make base-image)")
-    tag = f"gdbench-test/numpy:build-{os.getpid()}"
-    (tmp_path / "ctx").mkdir()
-    (tmp_path / "ctx" / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG FRAMEWORK_VERSION\n"
-        "LABEL io.gdbench.framework=numpy io.gdbench.framework.version=${FRAMEWORK_VERSION} io.gdbench.flavour=cpu\n")
-    (tmp_path / "compose.yaml").write_text(
-        f"services:\n  numpy:\n    image: {tag}\n    build:\n      context: ctx\n"
-        f"      args:\n        BASE_IMAGE: {base}\n        FRAMEWORK_VERSION: ${{V:-1.2.3}}\n")
-    try:
-        r = gdbench("images", "--build", "numpy", "--json", "--compose", str(tmp_path / "compose.yaml"))
-        assert r.returncode == 0, r.stderr
-        (row,) = json.loads(r.stdout)
-        assert row["built"] and row["tag"] == tag and row["framework_version"] == "1.2.3"
-        assert engine.image(tag).labels["io.gdbench.flavour"] == "cpu"
-        bad = gdbench("images", "--build", "caffe", "--compose", str(tmp_path / "compose.yaml"))
-        assert bad.returncode == 2 and "unknown image 'caffe'" in bad.stderr
-    finally:
-        if engine.image(tag) is not None:
-            engine.client.images.remove(tag, force=True)
-
-
 def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine, compose: ComposeFile, numpy_image,
                                                            tmp_path: Path, monkeypatch) -> None:
     """What `gdbench gpu lock` recorded goes into a GPU container's environment (its provenance), not a CPU one's."""
@@ -409,7 +385,7 @@ def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine,
     image = engine.require_image(compose.service_for("numpy", "cpu"))
     envs = {}
     for device in ("gpu", "cpu"):
-        container = engine.create(_numpy_spec(compose, device=device), image, gpu=device == "gpu")
+        container = containers.create(engine, _numpy_spec(compose, device=device), image, gpu=device == "gpu")
         try:
             envs[device] = engine.client.api.inspect_container(container.id)["Config"]["Env"]
         finally:

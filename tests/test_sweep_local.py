@@ -110,7 +110,7 @@ def test_sweep_writes_documents_and_manifest_then_resume_runs_only_what_is_missi
     code, said = run(opts, run_dir, backend)
     assert code == 3, said  # every CPU row passed; jax-gpu is unavailable on this (GPU-less) backend
 
-    manifest = run_dir.read_manifest()
+    manifest = run_dir.manifest().to_dict()
     assert manifest["status"] == "complete" and manifest["backend"] == "local" and manifest["compose"] is None
     records = {c["key"]: c for c in manifest["containers"]}
     assert list(records) == ["numpy-cpu", "jax-cpu", "jax-gpu"]
@@ -132,7 +132,7 @@ def test_sweep_writes_documents_and_manifest_then_resume_runs_only_what_is_missi
     run_dir.document_path("numpy-cpu").unlink()
     code, said = run(opts, run_dir, backend, resume=True)
     assert code == 3, said
-    again = run_dir.read_manifest()
+    again = run_dir.manifest().to_dict()
     assert again["run_id"] == manifest["run_id"] and again["started_utc"] == manifest["started_utc"]
     assert "resumed_utc" in again
     resumed = {c["key"]: c["resumed"] for c in again["containers"]}

@@ -214,3 +214,74 @@ def test_the_tensorflow_cpu_recipe_is_found_by_its_distribution_name() -> None:
     assert version_locks._pinned_version(text, "tensorflow") == "2.21.0"
     pin = versions.Pin("tensorflow", "2.17.1", "cpu", versions.BASES["3.11"], ())
     assert "tensorflow-cpu==2.17.1" in version_locks.requirements_in(pin, text, "2.21.0")
+
+
+# ------------------------------------------------------------------------- the framework facts, gdbench images
+
+
+def test_the_registry_holds_each_frameworks_facts() -> None:
+    """The wheel PyPI is asked about, the distributions that name the version and the plot colour live in
+    solvers.registry alone: a framework added there (cupy) needs no side table elsewhere."""
+    from orchestrator.results import plots
+    from solvers import registry
+
+    assert not hasattr(versions, "WHEEL_CARRIER") and not hasattr(plots, "FRAMEWORK_COLORS")
+    entries = registry.REGISTRY.values()
+    assert registry.REGISTRY["jax"].wheel == "jaxlib" and registry.REGISTRY["cupy"].wheel == "cupy-cuda12x"
+    assert "tensorflow-cpu" in registry.REGISTRY["tensorflow"].dists
+    colors = [e.color for e in entries]
+    assert len(set(colors)) == len(colors) and not set(colors) & set(plots.PALETTE)
+    assert plots.line_style(("cupy", "gpu", "fused"))["color"] == registry.REGISTRY["cupy"].color
+
+
+def test_images_add_cupy_declares_its_cuda_image_without_a_traceback(checkout: Path, capfd) -> None:
+    """cupy has no CPU image: its version is added as a cuda service, from cupy-cuda12x's wheels on PyPI."""
+    from orchestrator.cli.app import main
+    from orchestrator.images.compose import load_compose
+
+    compose = checkout / "compose.yaml"
+    before = compose.read_text()
+    rc = main(["images", "add", "cupy==14.0.0", "--compose", str(compose)])
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and rc == 0, err
+    assert "service  cupy-14.0.0-gpu" in out and "image    gdbench/cupy:14.0.0-cuda" in out
+    svc = load_compose(compose, env={}).services["cupy-14.0.0-gpu"]
+    assert (svc.framework, svc.flavour, svc.framework_version) == ("cupy", "cuda", "14.0.0")
+    assert svc.args["CUDA_VERSION"].startswith("12.") and "\ncupy-cuda12x==14.0.0 \\\n" in (
+        checkout / svc.args["LOCK"]).read_text()
+    for args in (["cupy==14.0.0", "--flavour", "cpu"], ["cupy==99.0"]):
+        assert main(["images", "add", *args, "--compose", str(compose)]) != 0
+        out, err = capfd.readouterr()
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("error: cupy") and "fix:" in lines[-1] and "Traceback" not in err
+    assert main(["images", "remove", "cupy==14.0.0", "--compose", str(compose)]) == 0
+    assert compose.read_text() == before
+
+
+def test_images_build_flag_is_the_declared_build(monkeypatch, capfd) -> None:
+    """``gdbench images --build`` builds through the same path as ``gdbench images build`` (the build script
+    with its lock checks and wheelhouse), then lists; an unknown name builds nothing."""
+    import json
+
+    from orchestrator.backends.docker.engine import DockerEngine
+    from orchestrator.cli.app import main
+    from orchestrator.images import build
+
+    built: list[list[str]] = []
+    monkeypatch.setattr(build, "build_declared", lambda cf, services, no_cache=False: built.append(
+        [s.name for s in services]))
+
+    class NoImages:
+        def image(self, tag: str) -> None:
+            return None
+
+    monkeypatch.setattr(DockerEngine, "connect", classmethod(lambda cls, *a, **kw: NoImages()))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert main(["images", "--build", "numpy", "--json"]) == 0
+    (row,) = json.loads(capfd.readouterr().out)
+    assert built == [["numpy"]] and row["service"] == "numpy" and not row["built"]
+    assert main(["images", "build", "numpy"]) == 0 and built[-1] == ["numpy"]
+    assert main(["images", "--build", "caffe"]) == 2 and len(built) == 2
+    assert "unknown image 'caffe'" in capfd.readouterr().err
+    assert main(["images", "--build", "numpy", "--docker-host", "tcp://elsewhere:2376"]) == 2 and len(built) == 2
+    assert "DOCKER_HOST=tcp://elsewhere:2376 gdbench images --build" in capfd.readouterr().err

@@ -14,18 +14,39 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orchestrator.backends import base as backend
+from orchestrator.backends.base import HostRecord, Prepared, this_machine
 from orchestrator.backends.result import STDERR_KEEP_LINES, ContainerResult
+from orchestrator.errors import InvalidOptions
 from orchestrator.hosts.gpus import HostGpus
 from orchestrator.sweep.spec import RunSpec, host_cpus
 
-if TYPE_CHECKING:
-    from orchestrator.sweep.planner import Planned
+_ROOT = Path(__file__).resolve().parents[2]
 
-_ROOT = Path(__file__).resolve().parents[1]
+
+@dataclass(frozen=True)
+class Settings:
+    """The local backend has no keys of its own: it runs in this environment, on this machine."""
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], *, where: str, base: Path) -> Settings:
+        if raw:
+            raise InvalidOptions(f"{where}: the local backend takes no options, got {', '.join(sorted(raw))}",
+                                 fix="drop them (local runs python -m solvers in this environment)")
+        return cls()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def open(name: str, settings: Settings, context: Any) -> LocalBackend:
+    if name != "local":
+        raise InvalidOptions(f"host {name}: kind = \"local\" runs on this machine only, whose host name is local",
+                             fix="name the table [hosts.local], or give it the kind of the machine it names")
+    return LocalBackend(context.local_gpus)
 
 
 class LocalBackend:
@@ -33,6 +54,7 @@ class LocalBackend:
 
     name = "local"
     host = "local"
+    slots = 1
     reports_startup_overhead = False  # no container: wall and process time differ by the fork alone
     on_this_machine = True
     compose_path = None
@@ -57,21 +79,20 @@ class LocalBackend:
             return [None]
         installed = installed_version(framework)
         if asked != installed:
-            from orchestrator.errors import InvalidOptions
-
             raise InvalidOptions(f"--backend local runs the {framework} installed in this environment "
                                  f"({installed or 'not installed'}), not {framework}@{asked}",
                                  fix=f"drop @{asked}, or run it from its image with --backend docker")
         return [asked]
 
-    def prepare(self, item: Planned) -> None:
+    def prepare(self, spec: RunSpec) -> Prepared:
         """Nothing to check: the environment is this one, and the solver reports what it lacks."""
+        return Prepared()
 
-    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
+    def run(self, spec: RunSpec, prepared: Prepared, on_line: Callable[[str], None]) -> ContainerResult:
         return run_local(spec, on_line)
 
-    def host_record(self) -> dict[str, Any]:
-        return backend.host_record({}, self.gpus)
+    def host_record(self) -> HostRecord:
+        return this_machine("local", "local", self.gpus)
 
     def remove_run(self, run_id: str) -> None:
         """A child process is killed where it is interrupted; nothing outlives it."""
@@ -84,12 +105,14 @@ def installed_version(framework: str) -> str | None:
     """The framework's distribution version in this environment (local build tag dropped), None if absent."""
     from importlib import metadata
 
-    for dist in (framework, f"{framework}-cpu", "cupy-cuda13x", "cupy-cuda12x"):
-        if framework in dist:
-            try:
-                return metadata.version(dist).split("+")[0]
-            except metadata.PackageNotFoundError:
-                continue
+    from solvers.registry import REGISTRY
+
+    entry = REGISTRY.get(framework)  # its distributions: tensorflow-cpu for TF's CPU build, cupy-cuda12x, …
+    for dist in entry.dists if entry else (framework,):
+        try:
+            return metadata.version(dist).split("+")[0]
+        except metadata.PackageNotFoundError:
+            continue
     return None
 
 

@@ -24,7 +24,6 @@ from orchestrator.sweep.spec import (
     BackendName,
     DType,
     Flavour,
-    SweepOptions,
     parse_cpuset,
     parse_devices,
     parse_dims,
@@ -79,6 +78,9 @@ def run_command(
     backend: Annotated[BackendName | None, typer.Option(
         help="docker: one hardened container per (framework, device); local: python -m solvers "
         "subprocesses in this environment", show_default="docker")] = None,
+    backend_opt: Annotated[list[str] | None, typer.Option(
+        "--backend-opt", help="KEY=VALUE of the backend (repeatable), e.g. url=ssh://me@gpu1 for docker; kept for "
+        "--resume. With --hosts, each host's table holds its keys")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="continue the run in this directory: containers with a (not failed) document there are skipped")] = None,
     no_sync_check: Annotated[bool, typer.Option(
@@ -95,10 +97,8 @@ def run_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo every solver stderr line")] = False,
 ) -> int:
     """Run the sweep: one container per (framework, version, device), all dims inside it; prints the run directory."""
-    from orchestrator.sweep.fleet import resolve
-    from orchestrator.sweep.planner import resume_options
     from orchestrator.sweep.progress import SweepProgress
-    from orchestrator.sweep.rundir import RunDir
+    from orchestrator.sweep.request import build_request
     from orchestrator.sweep.runner import run_sweep
 
     given: dict[str, Any] = {
@@ -115,17 +115,10 @@ def run_command(
         "backend": backend.value if backend else None,
         "labels": parse_labels(label) if label else None,
     }
-    if resume is not None:  # what is not given now comes from the run being resumed
-        if out is not None and out != resume:
-            raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
-        opts, _ = resume_options(RunDir(resume), given)
-        out = resume
-    else:
-        opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
-    entries, fleet = resolve(hosts, hosts_file, registry, resume)
-    code, run_dir = run_sweep(opts, out, resume=resume is not None, compose_path=str(compose) if compose else None,
-                              progress=SweepProgress(verbose=verbose), docker_url=docker_url, hosts=entries,
-                              fleet=fleet, registry=fleet["registry"] if fleet else None)
+    request = build_request(given, out=out, resume=resume, hosts=hosts, hosts_file=hosts_file,
+                            registry_repo=registry, backend_opts=backend_opt, compose=str(compose) if compose else None,
+                            docker_url=docker_url)
+    code, run_dir = run_sweep(request, progress=SweepProgress(verbose=verbose))
     typer.echo(str(run_dir))
     return code
 
@@ -188,7 +181,10 @@ def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_fi
         err_console().print(f"removed {removed} container(s)")
         return EXIT_OK
     for entry in inventory.select(inventory.load(hosts_file), hosts or "all"):
-        removed = DockerEngine.for_host(entry).remove_containers()
+        if entry.kind != "docker":
+            err_console().print(f"{entry.name}: kind {entry.kind} has no Docker engine to clean; skipped")
+            continue
+        removed = DockerEngine.for_host(entry.name, entry.settings).remove_containers()
         err_console().print(f"{entry.name}: removed {removed} container(s)")
     return EXIT_OK
 
@@ -199,7 +195,7 @@ from orchestrator.cli.images import images_app  # noqa: E402  (gdbench images â€
 app.add_typer(images_app, name="images")
 app.add_typer(hosts_app, name="hosts")
 
-from orchestrator.hosts.gpuclocks import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
+from orchestrator.cli.gpu import gpu_app  # noqa: E402  (its commands parse options and call gpuclocks' functions)
 
 app.add_typer(gpu_app, name="gpu")
 

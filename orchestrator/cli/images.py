@@ -6,6 +6,7 @@ Commands only parse options and call ``orchestrator.images.build``; a bare ``gdb
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +14,7 @@ import typer.core
 from rich.markup import escape
 
 from orchestrator.cli.common import ComposeOpt, DockerOpt, err_console, out_console
-from orchestrator.errors import EXIT_OK
+from orchestrator.errors import EXIT_OK, InvalidOptions
 from orchestrator.sweep.spec import Flavour
 
 
@@ -37,7 +38,7 @@ FlavourOpt = Annotated[Flavour | None, typer.Option(help="cpu or cuda", show_def
 @images_app.command("list")
 def images_command(
     build: Annotated[bool, typer.Option("--build", help="build the named images (default: every CPU image) "
-                                                        "from compose's build sections")] = False,
+                                                        "as gdbench images build does, then list them")] = False,
     names: Annotated[list[str] | None, typer.Argument(
         help="frameworks, FRAMEWORK@VERSION or compose services, e.g. numpy jax-gpu numpy@1.26.4",
         show_default=False)] = None,
@@ -46,20 +47,23 @@ def images_command(
     docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
 ) -> int:
-    """List every declared image, built or not (version, Python, default?, size), or build them with --build."""
+    """List every declared image, built or not (version, Python, default?, size); --build builds them first,
+    the one way ``gdbench images build`` does."""
     from orchestrator.backends.docker.engine import DockerEngine
-    from orchestrator.images.build import build as build_images
-    from orchestrator.images.build import image_rows, select_services
+    from orchestrator.images.build import build_declared, image_rows, select_services
     from orchestrator.images.compose import load_compose
 
     cf = load_compose(str(compose) if compose else None)
     selected = None
     if build or names:
         selected = select_services(cf, list(names or []), flavour.value if flavour else None)
-    engine = DockerEngine.connect(docker_url)
     if build:
-        err = err_console()
-        build_images(engine, selected or [], lambda line: err.print(line, markup=False))
+        if docker_url and docker_url != os.environ.get("DOCKER_HOST"):  # the build script's docker CLI reads the env
+            raise InvalidOptions("--build builds with scripts/build_image.py on the environment's Docker engine, "
+                                 f"not --docker-host {docker_url}",
+                                 fix=f"DOCKER_HOST={docker_url} gdbench images --build …")
+        build_declared(cf, selected or [])
+    engine = DockerEngine.connect(docker_url)
     rows = image_rows(cf, engine)
     if selected is not None:
         rows = [r for r in rows if r["service"] in {s.name for s in selected}]

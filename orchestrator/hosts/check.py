@@ -14,13 +14,13 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.backends import registry
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import GdbenchError
 from orchestrator.hosts import doctor
 from orchestrator.hosts import gpus as gpuhost
 from orchestrator.hosts.inventory import HostEntry
 from orchestrator.images.compose import ComposeFile
-from orchestrator.sweep.fleet import host_gpus
 from solvers.metadata import _cpu_model
 
 UNKNOWN = "unknown"
@@ -57,7 +57,13 @@ def check_hosts(entries: list[HostEntry], compose: ComposeFile) -> list[HostRow]
         local = None
     rows = []
     for entry in entries:
-        rows.append(_row(entry, compose, local, local_gpus))
+        if entry.kind == "docker":
+            rows.append(_row(entry, compose, local, local_gpus))
+            continue
+        check = getattr(registry.plugin(entry.kind), "check_host", None)  # a backend's own row, where it has one
+        rows.append(check(entry, compose) if check is not None else HostRow(
+            name=entry.name, address=entry.kind, reachable=True,
+            problems=[doctor.Check("kind", doctor.INFO, f"kind {entry.kind} runs here: nothing to check", None)]))
     if local is not None:
         with contextlib.suppress(Exception):
             local.client.close()
@@ -70,13 +76,13 @@ def _row(entry: HostEntry, compose: ComposeFile, local: DockerEngine | None,
     if (warning := entry.warning()) is not None:
         row.problems.append(doctor.Check("insecure", doctor.WARN, warning, "set cert_path (TLS) for this engine"))
     try:
-        engine = DockerEngine.for_host(entry)
+        engine = DockerEngine.for_host(entry.name, entry.settings)
     except GdbenchError as exc:
         row.problems.append(doctor.Check("docker daemon", doctor.BLOCKER, exc.message, exc.fix))
         return row
     try:
         f = engine.facts()
-        gpus = host_gpus(engine.on_this_machine, local_gpus)
+        gpus = local_gpus if engine.on_this_machine else gpuhost.HostGpus(error="remote engine")
         row.reachable = True
         row.engine = f"{f.docker_version} (API {f.api_version})"
         row.os = f"{f.operating_system}, kernel {f.kernel_version}"

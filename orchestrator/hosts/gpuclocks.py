@@ -1,4 +1,5 @@
-"""``gdbench gpu``: the host GPUs' clocks, persistence and MIG state, and locking clocks for a stable benchmark.
+"""The host GPUs' clocks, persistence and MIG state, and locking clocks for a stable benchmark (``gdbench gpu``,
+whose commands are ``orchestrator.cli.gpu``).
 
 A GPU's boost clock follows temperature and power, so two runs of the same kernel can differ by the clock
 alone. ``gdbench gpu lock`` pins the SM and memory clocks with nvidia-smi (root only; ``-lgc``/``-lmc``, or
@@ -18,9 +19,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from orchestrator.errors import GdbenchError
 from orchestrator.sweep.rundir import write_json_atomic
@@ -176,40 +175,3 @@ def _write(action: str, steps: list[dict[str, Any]], asked: dict[str, Any]) -> d
     record = {"action": action, "asked": asked, "time_utc": utc_now(), "steps": steps, "gpus_after": status()}
     write_json_atomic(record_path(), record)
     return record
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-gpu_app = typer.Typer(help="Host GPUs: clocks, persistence, MIG; lock or unlock clocks (root, nvidia-smi).",
-                      invoke_without_command=True, no_args_is_help=False)
-
-
-def _show(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
-
-
-@gpu_app.callback()
-def gpu_command(ctx: typer.Context) -> None:
-    """Show each GPU's current/application/max clocks, persistence and MIG mode (JSON), and the last lock."""
-    if ctx.invoked_subcommand is not None:
-        return
-    _show({"gpus": status(), "clock_record": read_record()})
-
-
-@gpu_app.command("lock")
-def lock_command(
-    sm: Annotated[int | None, typer.Option("--sm", help="SM clock in MHz", show_default="default app clock")] = None,
-    mem: Annotated[int | None, typer.Option("--mem", help="memory clock in MHz",
-                                            show_default="default app clock")] = None,
-    index: Annotated[int | None, typer.Option("--index", "-i", help="one GPU", show_default="all")] = None,
-) -> None:
-    """Lock SM and memory clocks with nvidia-smi (root) and record what was run."""
-    _show(lock(sm, mem, index))
-
-
-@gpu_app.command("unlock")
-def unlock_command(
-    index: Annotated[int | None, typer.Option("--index", "-i", help="one GPU", show_default="all")] = None,
-) -> None:
-    """Reset the clocks to the driver's defaults with nvidia-smi (root) and record it."""
-    _show(unlock(index))

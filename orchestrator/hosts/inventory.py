@@ -1,77 +1,55 @@
-"""The hosts a sweep may run on: ``hosts.toml``, one ``[hosts.NAME]`` table per Docker engine.
+"""The hosts a sweep may run on: ``hosts.toml``, one ``[hosts.NAME]`` table per host.
 
-Engines are addressed the way Docker itself addresses them — a ``DOCKER_HOST``-style URL (``unix://``,
-``tcp://``, ``ssh://``), a Docker context name, and for TLS a ``cert_path`` directory holding Docker's
-``ca.pem``, ``cert.pem`` and ``key.pem`` — so an inventory is what a user's ``docker -H``/``docker context``
-already knows. Everything is checked when the file is read, before any engine is contacted: a bad table is
-one line naming the host, the key and the fix. Without a hosts file there is one host, ``local``: the engine
-the environment names (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``), as ``docker`` uses.
+A table names its backend with ``kind`` (default ``docker``; the registry lists the others) and may set the
+keys every kind shares — ``cpuset``, ``threads``, ``gpus``, which describe that machine — beside the kind's
+own keys (a Docker engine's ``url``, a Slurm partition), which the kind's ``Settings`` checks. Everything is
+checked when the file is read, before any host is contacted: a bad table is one line naming the host, the
+key and the fix. Without a hosts file there is one host, ``local``: the engine the environment names.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import re
-import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import InvalidOptions
+from orchestrator.backends import registry
+from orchestrator.errors import InvalidOptions, InventoryError
 
 DEFAULT_FILE = "hosts.toml"
 LOCAL = "local"
-CERT_FILES = ("ca.pem", "cert.pem", "key.pem")
-SCHEMES = ("unix", "tcp", "ssh")
-KEYS = {"url", "context", "cert_path", "cpuset", "threads", "gpus", "insecure"}
+#: Keys every kind of host knows; the rest of a table belongs to its kind.
+COMMON_KEYS = ("kind", "cpuset", "threads", "gpus")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-class InventoryError(InvalidOptions):
-    """A hosts file (or a ``--hosts`` choice) that cannot be used as written."""
-
-
-@dataclass(frozen=True)
-class Tls:
-    """Client TLS material for one tcp:// engine, in Docker's file layout."""
-
-    ca: Path
-    cert: Path
-    key: Path
 
 
 @dataclass(frozen=True)
 class HostEntry:
-    """One engine of the inventory, checked; ``url`` None means "the environment's engine" (``local``)."""
+    """One host of the inventory, checked: its name, its backend kind and that kind's settings."""
 
     name: str
-    url: str | None = None
-    context: str | None = None
-    tls: Tls | None = None
-    insecure: bool = False
+    kind: str = registry.DEFAULT
+    settings: Any = None
     cpuset: list[int] | None = None
     threads: int | None = None
     gpus: list[str] = field(default_factory=list)
 
+    def warning(self) -> str | None:
+        """A line every run prints for this host (e.g. an engine reached without TLS), or None."""
+        warn = getattr(self.settings, "warning", None)
+        return warn(self.name) if warn is not None else None
+
     @property
     def address(self) -> str:
-        """How a line names the engine: its URL, its context, or the environment."""
-        if self.context:
-            return f"context {self.context}" + (f" ({self.url})" if self.url else "")
-        return self.url or os.environ.get("DOCKER_HOST") or "the local engine"
-
-    def warning(self) -> str | None:
-        """The line every run prints for an engine reached without TLS over the network."""
-        if self.insecure and self.url and self.url.startswith("tcp://"):
-            return (f"warning: host {self.name}: {self.url} is plain TCP without TLS (insecure = true): anyone on "
-                    "that network can drive this engine")
-        return None
+        return str(getattr(self.settings, "address", self.kind))
 
 
-def local_host() -> HostEntry:
-    return HostEntry(name=LOCAL)
+def local_host(kind: str = registry.DEFAULT, opts: dict[str, str] | None = None) -> HostEntry:
+    """The host of a run without ``--hosts``: this machine, through ``--backend`` and ``--backend-opt``."""
+    return HostEntry(name=LOCAL, kind=kind,
+                     settings=registry.parse_settings(kind, opts or {}, where="--backend-opt"))
 
 
 def load(path: str | Path | None = None) -> dict[str, HostEntry]:
@@ -81,7 +59,7 @@ def load(path: str | Path | None = None) -> dict[str, HostEntry]:
     if not file.is_file():
         if explicit:
             raise InventoryError(f"hosts file {file} does not exist",
-                                 fix=f"write one [hosts.NAME] table per engine in {file}, or drop --hosts-file")
+                                 fix=f"write one [hosts.NAME] table per host in {file}, or drop --hosts-file")
         return {LOCAL: local_host()}
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -99,10 +77,7 @@ def parse(raw: dict[str, Any], *, base: Path, source: str) -> dict[str, HostEntr
     tables = raw.get("hosts")
     if not isinstance(tables, dict) or not tables:
         raise InventoryError(f"{source} defines no hosts", fix='add e.g. [hosts.gpu1] with url = "ssh://me@gpu1"')
-    hosts: dict[str, HostEntry] = {}
-    for name, table in tables.items():
-        hosts[name] = _entry(name, table, base, source)
-    return hosts
+    return {name: _entry(name, table, base, source) for name, table in tables.items()}
 
 
 def _entry(name: str, table: Any, base: Path, source: str) -> HostEntry:
@@ -111,78 +86,21 @@ def _entry(name: str, table: Any, base: Path, source: str) -> HostEntry:
         raise InventoryError(f"{where}: a host name is letters, digits, '.', '_' or '-' (and not 'all')")
     if not isinstance(table, dict):
         raise InventoryError(f"{where}: must be a table ([hosts.{name}])")
-    unknown = sorted(set(table) - KEYS)
-    if unknown:
-        raise InventoryError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
-    url, context = table.get("url"), table.get("context")
-    if (url is None) == (context is None):
+    kind = table.get("kind", registry.DEFAULT)
+    if kind not in registry.names():
+        raise InventoryError(f"{where}: unknown kind {kind!r}; choose from {', '.join(registry.names())}")
+    own = {k: v for k, v in table.items() if k not in COMMON_KEYS}
+    if kind == registry.DEFAULT and not own:
         raise InventoryError(f"{where}: give exactly one of url = \"tcp://…\" / \"ssh://…\" / \"unix://…\" "
                              "or context = \"NAME\"")
-    for key in ("url", "context", "cert_path"):
-        if key in table and not (isinstance(table[key], str) and table[key].strip()):
-            raise InventoryError(f"{where}: {key} must be a non-empty string")
-    insecure = table.get("insecure", False)
-    if not isinstance(insecure, bool):
-        raise InventoryError(f"{where}: insecure must be true or false")
-    tls = None
-    if url is not None:
-        scheme = url.partition("://")[0] if "://" in url else ""
-        if scheme not in SCHEMES:
-            raise InventoryError(f"{where}: url {url!r} must start with {', '.join(s + '://' for s in SCHEMES)}")
-        if "cert_path" in table:
-            if scheme != "tcp":
-                raise InventoryError(f"{where}: cert_path applies to tcp:// only ({scheme}:// brings its own security)")
-            tls = check_certs(Path(os.path.expanduser(table["cert_path"])), base, where)
-        elif scheme == "tcp" and not insecure:
-            raise InventoryError(f"{where}: {url} without TLS is refused",
-                                 fix="set cert_path = DIR (with ca.pem, cert.pem, key.pem), or insecure = true "
-                                     "to accept an unauthenticated engine")
-    elif "cert_path" in table:
-        raise InventoryError(f"{where}: a context carries its own TLS; drop cert_path")
-    return HostEntry(name=name, url=url, context=context, tls=tls, insecure=insecure,
-                     cpuset=_cpuset(table.get("cpuset"), where), threads=_threads(table.get("threads"), where),
-                     gpus=_gpus(table.get("gpus"), where))
-
-
-def check_certs(folder: Path, base: Path, where: str) -> Tls:
-    """Docker's three PEM files, present, parseable, the key matching the certificate, not expired."""
-    folder = folder if folder.is_absolute() else base / folder
-    if not folder.is_dir():
-        raise InventoryError(f"{where}: cert_path {folder} is not a directory",
-                             fix="point cert_path at the directory holding ca.pem, cert.pem and key.pem")
-    missing = [f for f in CERT_FILES if not (folder / f).is_file()]
-    if missing:
-        raise InventoryError(f"{where}: cert_path {folder} lacks {', '.join(missing)}",
-                             fix="copy the client certificate files there (Docker's layout: ca.pem, cert.pem, key.pem)")
-    tls = Tls(ca=folder / "ca.pem", cert=folder / "cert.pem", key=folder / "key.pem")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     try:
-        ctx.load_verify_locations(cafile=str(tls.ca))
-    except (ssl.SSLError, OSError) as exc:
-        raise InventoryError(f"{where}: {tls.ca} is not a usable CA certificate "
-                             f"({exc.__class__.__name__}: {exc})") from None
-    try:
-        ctx.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
-    except (ssl.SSLError, OSError) as exc:
-        raise InventoryError(f"{where}: {tls.cert} and {tls.key} are not a matching certificate and key "
-                             f"({exc.__class__.__name__}: {exc})") from None
-    expires = certificate_expiry(tls.cert)
-    if expires is not None and expires <= dt.datetime.now(dt.UTC):
-        raise InventoryError(f"{where}: client certificate {tls.cert} expired on {expires:%Y-%m-%d %H:%M} UTC",
-                             fix="issue a new client certificate for this engine")
-    return tls
-
-
-def certificate_expiry(cert: Path) -> dt.datetime | None:
-    """notAfter of a PEM certificate, or None where this Python cannot decode it without a TLS peer."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)  # CPython's own PEM decoder
-    if decode is None:
-        return None
-    try:
-        not_after = decode(str(cert))["notAfter"]
-    except (ssl.SSLError, OSError, KeyError, ValueError):
-        return None
-    return dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), dt.UTC)
+        settings = registry.parse_settings(kind, own, where=where, base=base)
+    except InventoryError:
+        raise
+    except InvalidOptions as exc:
+        raise InventoryError(exc.message, fix=exc.fix) from None
+    return HostEntry(name=name, kind=kind, settings=settings, cpuset=_cpuset(table.get("cpuset"), where),
+                     threads=_threads(table.get("threads"), where), gpus=_gpus(table.get("gpus"), where))
 
 
 def _cpuset(value: Any, where: str) -> list[int] | None:

@@ -1,9 +1,9 @@
 """The compose images: which are declared and built, what they pin, adding a version, and building them.
 
 Listing reads compose.yaml and the engine; adding and removing a version is ``version_locks.add_pin`` /
-``remove_pin`` (PyPI, the lock, one compose block); building goes through the SDK for a plain service
-(``--build``) or through ``scripts/build_image.py --fetch`` for any declared service, the same path as
-``make images``, since it fills the wheelhouse of that service's own lock and Python first.
+``remove_pin`` (PyPI, the lock, one compose block); building has one path, ``scripts/build_image.py --fetch``
+for any declared service (``gdbench images build``, ``gdbench images --build`` and ``make images`` alike),
+since it checks the lock, fills the wheelhouse of that service's own lock and Python first and labels the image.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import labels as label_keys
-from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import GdbenchError, InvalidOptions
 from orchestrator.images.compose import ComposeFile, Service
 from orchestrator.sweep.spec import split_framework
 from solvers import registry
+
+if TYPE_CHECKING:
+    from orchestrator.backends.docker.engine import DockerEngine
 
 
 def default_flavour(framework: str) -> str:
@@ -69,23 +71,19 @@ def select_services(compose: ComposeFile, names: list[str], flavour: str | None)
     return list({s.name: s for s in out}.values())
 
 
-def build(engine: DockerEngine, services: list[Service], on_line: Callable[[str], None]) -> None:
-    """Build each service in order through the SDK (classic builder); a failure stops at that service."""
-    for svc in services:
-        on_line(f"==> building {svc.image} (service {svc.name})")
-        engine.build(svc, on_line)
-
-
 def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool = False) -> None:
-    """Build with the checkout's scripts/build_image.py --fetch (lock checks, wheelhouse, base, labels)."""
+    """Build with the checkout's scripts/build_image.py --fetch (lock checks, wheelhouse, base, labels): the
+    one way gdbench builds an image."""
     root = compose.path.parent
     script = root / "scripts" / "build_image.py"
     if not script.is_file():
         raise GdbenchError(f"{script} is missing: gdbench images build needs the checkout of {compose.path}",
-                           fix="run from the gdbench checkout, or use gdbench images --build for a plain service")
+                           fix="pass --compose with the compose.yaml of a gdbench checkout (its scripts/ build "
+                               "every declared image)")
     for svc in services:
         cmd = [sys.executable, str(script), svc.name, "--fetch", *(["--no-cache"] if no_cache else [])]
-        if subprocess.run(cmd, cwd=root, check=False).returncode:
+        # The build's log is diagnostics: stderr (fd 2), so stdout stays the command's data (images --build --json).
+        if subprocess.run(cmd, cwd=root, check=False, stdout=2).returncode:
             raise GdbenchError(f"building {svc.image} (service {svc.name}) failed; its log is above",
                                fix=f"fix it, then rerun: gdbench images build {svc.name}")
 

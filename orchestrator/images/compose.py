@@ -228,7 +228,7 @@ def find_compose(explicit: str | Path | None = None) -> Path:
             raise ComposeError(f"compose file {path} does not exist",
                                fix="pass --compose PATH to the project's compose.yaml")
         return path
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         for name in COMPOSE_NAMES:
             if (base / name).is_file():
                 return base / name

@@ -19,14 +19,13 @@ from orchestrator.errors import GdbenchError, InvalidOptions
 from orchestrator.images.versions import (
     BASES,
     DEFAULT_PYTHON,
-    WHEEL_CARRIER,
     Base,
     Pin,
     VersionRefused,
     check_pin,
     cuda_from_lock,
 )
-from solvers import schema
+from solvers import registry, schema
 
 
 def requirements_in(pin: Pin, template: str, template_version: str) -> str:
@@ -86,7 +85,8 @@ def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) ->
 
 def _pinned_version(in_text: str, framework: str) -> str:
     """The version a recipe pins its framework (or jax's jaxlib) at: the one an added version replaces."""
-    names = {framework, WHEEL_CARRIER[framework], f"{framework}-cpu"}  # tensorflow-cpu is TF's CPU recipe
+    entry = registry.REGISTRY[framework]  # tensorflow-cpu is TF's CPU recipe, cupy-cuda12x CuPy's
+    names = {framework, entry.wheel, *entry.dists}
     for line in in_text.splitlines():
         m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s+;]+)", line.strip())
         if m and m[1].lower() in names:
@@ -143,8 +143,13 @@ def add_pin(framework: str, version: str, flavour: str, python: str | None, root
         lock_text = lock_path.read_text(encoding="utf-8")
         cuda = cuda_from_lock(lock_text) if flavour == "cuda" else None
         if flavour == "cuda" and cuda is None:
-            raise VersionRefused(f"{framework} {version}'s CUDA lock resolved no CUDA runtime wheel",
-                                 fix=f"check {in_path.relative_to(root)}")
+            asked = [line for line in in_path.read_text(encoding="utf-8").splitlines()
+                     if line.strip() and not line.startswith(("#", "-r"))]
+            raise VersionRefused(f"{framework} {version}'s CUDA lock resolved no CUDA runtime wheel from "
+                                 f"{', '.join(asked) or 'its recipe'} (images/{framework}/requirements-{flavour}.in "
+                                 "with its version moved)",
+                                 fix="choose a release whose package has what that line asks for (the extras "
+                                     "that bring the CUDA runtime)")
         block = compose_edit.service_block(
             name=name, image=tag, framework=framework, version=version, flavour=flavour,
             lock=lock_path.relative_to(root).as_posix(),

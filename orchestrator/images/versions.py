@@ -59,11 +59,6 @@ BASES: dict[str, Base] = {
 }
 DEFAULT_PYTHON = "3.11"
 
-#: The distribution whose wheels decide whether a framework version fits a base (jax's own wheel is pure
-#: Python; its compiled half is jaxlib).
-WHEEL_CARRIER = {"numpy": "numpy", "numba": "numba", "jax": "jaxlib", "tensorflow": "tensorflow", "torch": "torch"}
-
-
 class VersionRefused(InvalidOptions):
     """A framework version gdbench cannot pin into an image, with what would work instead."""
 
@@ -174,9 +169,13 @@ def check_pin(framework: str, version: str, flavour: str = "cpu", python: str | 
         cuda = [n for n, e in registry.REGISTRY.items() if "gpu" in e.devices]
         raise VersionRefused(f"{framework} has no CUDA flavour: it runs on the CPU only "
                              f"(CUDA flavours exist for {', '.join(cuda)})", fix="drop --flavour cuda")
+    if flavour == "cpu" and "cpu" not in registry.REGISTRY[framework].devices:
+        raise VersionRefused(f"{framework} has no CPU flavour: it runs on the GPU only",
+                             fix=f"drop --flavour cpu (gdbench images add {framework}=={version} declares its "
+                                 "cuda image)")
     if python is not None and python not in BASES:
         raise InvalidOptions(f"--python {python}: no such base; choose from {', '.join(BASES)}")
-    dist = WHEEL_CARRIER[framework]
+    dist = registry.REGISTRY[framework].wheel  # the wheel that carries the version (jax's is jaxlib)
     releases = project_releases(dist, session)
     files = releases.get(version)
     if not files:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.backends.base import HostRecord
 from orchestrator.errors import InvalidOptions
 from orchestrator.sweep.rundir import RunDir
 from solvers.schema import ROW_FIELDS
@@ -39,7 +40,10 @@ ROW_COLUMNS = [c for f in ROW_FIELDS if f not in DOCUMENT_ONLY for c in FLATTENE
 #: ``provenance.host`` (the engine's own facts, never the container's): merged column → key in that object.
 #: ``host`` is the inventory name, "local" when a document names none (one engine, or written before hosts).
 HOST_KEYS = {"host": "name", "host_engine_id": "engine_id", "host_hostname": "hostname", "host_kernel": "kernel",
-             "host_os": "os", "host_cpu_model": "cpu_model", "host_architecture": "architecture"}
+             "host_os": "os", "host_cpu_model": "cpu_model", "host_architecture": "architecture",
+             "host_engine": "engine", "host_engine_version": "engine_version"}
+#: Columns of merged files written before the host record named its engine: old name → new name.
+RENAMED_COLUMNS = {"docker_version": "host_engine_version"}
 HOST_COLUMNS = list(HOST_KEYS)
 LOCAL_HOST = "local"
 #: The memory floor of the row's document at the row's d, and the row's time over it.
@@ -47,7 +51,7 @@ FLOOR_COLUMNS = ["floor_s", "floor_call_overhead_bound", "x_floor"]
 PROVENANCE_COLUMNS = [
     "iters", "repeats", "n", "dtype", "seed", "threads", "cpu_model", "hostname", "timestamp_utc", "python_version",
     "numpy_version", "blas", "gpu_name", "gpu_driver_version", "cuda_driver_version", "image_tag", "image_digest",
-    "image_id", "docker_version", *HOST_COLUMNS, "source",
+    "image_id", *HOST_COLUMNS, "source",
 ]
 #: Column order of the merged table; the report and compare read these names.
 COLUMNS = ["run_id", "framework", "framework_version", "device", *ROW_COLUMNS, *FLOOR_COLUMNS, *PROVENANCE_COLUMNS]
@@ -117,7 +121,7 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
     prov, prob = doc["provenance"], doc["problem"]
     gpu = prov.get("gpu") or {}
     image = prov.get("image") or {}
-    host = {**(host or {}), **(prov.get("host") or {})}
+    host = HostRecord.from_dict({**(host or {}), **(prov.get("host") or {})}).to_dict()
     base = {
         "run_id": run_id,
         "framework": doc["framework"],
@@ -140,7 +144,6 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
         "image_tag": image.get("tag"),
         "image_digest": image.get("digest") or image.get("id"),
         "image_id": image.get("id"),
-        "docker_version": host.get("docker_version"),
         **{column: host.get(key) for column, key in HOST_KEYS.items()},
         "host": host.get("name") or LOCAL_HOST,
         "source": source,
@@ -167,6 +170,9 @@ def _read_table(path: Path, warn: Warn) -> pd.DataFrame:
     except Exception as exc:  # pandas and pyarrow raise many types for an unreadable file
         raise InvalidOptions(f"{path}: unreadable ({type(exc).__name__}: {exc})",
                              fix="regenerate it with `gdbench merge RUN_DIR --out DIR`") from exc
+    df = df.rename(columns={old: new for old, new in RENAMED_COLUMNS.items() if new not in df.columns})
+    if "host_engine_version" in df.columns and "host_engine" not in df.columns:
+        df["host_engine"] = df["host_engine_version"].map(lambda v: "docker" if isinstance(v, str) and v else None)
     missing = [c for c in COLUMNS if c not in df.columns]
     if fatal := [c for c in REQUIRED if c in missing]:
         raise InvalidOptions(f"{path}: not a gdbench merged table (no column {', '.join(fatal)})",
@@ -197,7 +203,7 @@ def load_runs(paths: Iterable[Path | str], warn: Warn = _warn) -> pd.DataFrame:
             frames.append(_read_table(path, warn))
         elif path.is_dir():
             run = RunDir(path)
-            host = run.read_manifest().get("host")
+            host = run.manifest().host
             rows = [row for src, doc in run.documents(warn=warn)
                     for row in document_rows(doc, run.run_id(), str(src), host, warn)]
             frames.append(pd.DataFrame(rows, columns=COLUMNS))

@@ -10,9 +10,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-FRAMEWORK_COLORS = {
-    "numpy": "#4c72b0", "numba": "#dd8452", "jax": "#55a868", "tensorflow": "#c44e52", "torch": "#8172b3",
-}
+from solvers.registry import REGISTRY
+
+#: A line whose name is no registered framework takes one of these (each framework's own is in solvers.registry).
 PALETTE = ("#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
 
 #: (framework, device, variant), or any tuple whose first item names the line's framework.
@@ -47,7 +47,8 @@ def line_style(key: SeriesKey, shade: int = 0) -> dict[str, Any]:
     if key[-1] == "floor":
         return {"color": "#444", "linestyle": ":", "marker": "x", "label": " ".join(key)}
     name = key[0].split(" ")[0]
-    color = FRAMEWORK_COLORS.get(name) or PALETTE[sum(map(ord, name)) % len(PALETTE)]
+    entry = REGISTRY.get(name)
+    color = entry.color if entry else PALETTE[sum(map(ord, name)) % len(PALETTE)]
     color = _shade(color, SHADES[shade % len(SHADES)])
     device, variant = (key[1], key[2]) if len(key) >= 3 else ("cpu", "loop")
     return {"color": color, "linestyle": "-" if device == "cpu" else "--",

@@ -2,21 +2,23 @@
 
 Every number comes from the merged table (``orchestrator.results.merge``); a row that did not pass its checks is
 shown by its status and reason, never as a number. This module builds each run's tables, notes, provenance
-and plots; the cells are ``orchestrator.results.report_cells``, the pages ``orchestrator.results.report_pages``.
+and plots; the cells are ``orchestrator.results.report_cells``, the tables along a run's axes
+``orchestrator.results.report_axes``, the pages ``orchestrator.results.report_pages``, and what they share
+(``Table``, ``RunSection``, the plots' titles) ``orchestrator.results.report_common``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from orchestrator.results.merge import write_merged
 from orchestrator.results.plots import Series, line_plot
+from orchestrator.results.report_axes import host_differences, host_table, version_table
 from orchestrator.results.report_cells import (
     Cell,
     compile_cell,
@@ -29,6 +31,8 @@ from orchestrator.results.report_cells import (
     speedup_cell,
     time_cell,
 )
+from orchestrator.results.report_common import Records, RunSection, Table, plot_title
+from orchestrator.results.report_pages import render_html, render_markdown
 from orchestrator.results.rowkeys import version_rank
 from orchestrator.results.table import (
     DEVICE_ORDER,
@@ -36,7 +40,6 @@ from orchestrator.results.table import (
     HOST_FIELDS,
     VARIANT_ORDER,
     WORKLOAD_FIELDS,
-    CellKey,
     Key,
     Keys,
     dims_of,
@@ -55,40 +58,8 @@ from orchestrator.results.table import (
 #: The row every speedup is measured against, in the same run and at the same dimension.
 BASELINE = ("numpy", "cpu", "loop")
 
-Records = dict[CellKey, dict[str, Any]]
-
 
 # ---------------------------------------------------------------------------------------------- per run
-
-
-@dataclass
-class Table:
-    caption: str
-    header: list[str]
-    #: A row key (``orchestrator.results.rowkeys``) then one cell per remaining header column.
-    rows: list[tuple[Key, list[Cell]]]
-    #: How each row shows its framework: with its version, Python and host where the data needs them.
-    keyer: Keys = field(default_factory=Keys)
-    #: Shown above the table: a header and (label, values) rows, e.g. the host provenance that differs.
-    above: tuple[list[str], list[tuple[str, list[str]]]] | None = None
-
-    def label(self, key: Key) -> str:
-        return self.keyer.label(key)
-
-
-@dataclass
-class RunSection:
-    label: str
-    df: pd.DataFrame
-    dims: list[int]
-    keys: list[Key]
-    tables: list[Table]
-    summary: str
-    provenance: list[tuple[str, str]]
-    documents: pd.DataFrame
-    notes: list[str]
-    plots: dict[str, bytes] = field(default_factory=dict)
-    keyer: Keys = field(default_factory=Keys)
 
 
 def _matrix(caption: str, keys: list[Key], dims: list[int], make: Callable[[Key, int], Cell],
@@ -166,8 +137,6 @@ def _has(recs: Records, keys: list[Key], columns: Sequence[str]) -> bool:
 
 
 def build_section(label: str, df: pd.DataFrame) -> RunSection:
-    from orchestrator.results.report_axes import host_differences, host_table, version_table
-
     keyer = Keys.of(df)
     dims, keys, recs = dims_of(df), row_keys(df, keyer), records(df, keyer)
     notes = _notes(keyer, keys, recs)
@@ -207,14 +176,6 @@ def build_section(label: str, df: pd.DataFrame) -> RunSection:
     facts, docs = _provenance(df)
     return RunSection(label, df, dims, keys, tables, _summary(label, keyer, keys, dims, recs), facts, docs, notes,
                       plots(label, dims, plot_series(dims, keys, recs, keyer)), keyer)
-
-
-#: Alt text and caption of each plot, by the name its file starts with; GPU plots are ``gpu-<framework>``.
-PLOT_TITLES = {"time": "time per iteration", "speedup": "speedup vs numpy loop"}
-
-
-def plot_title(name: str) -> str:
-    return PLOT_TITLES.get(name) or f"{name.removeprefix('gpu-')} on GPU: µs per iteration"
 
 
 def plot_series(dims: list[int], keys: list[Key], recs: Records, keyer: Keys | None = None) -> dict[str, Series]:
@@ -273,8 +234,6 @@ def _slug(label: str) -> str:
 
 def build_report(paths: Sequence[Path | str], out_dir: Path) -> ReportFiles:
     """Load the runs, write merged data, plots, ``report.md`` and ``report.html`` into ``out_dir``."""
-    from orchestrator.results.report_pages import render_html, render_markdown
-
     df, labels = load_labeled(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     parquet, csv = write_merged(df.drop(columns=["run"]), out_dir)

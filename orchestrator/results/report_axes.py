@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.results.report import Records, Table
 from orchestrator.results.report_cells import Cell, geomean, ratio_cell, speedup, speedup_cell, time_cell
+from orchestrator.results.report_common import Records, Table
 from orchestrator.results.table import HOST_FIELDS, Key, Keys, distinct
 
 #: Host facts compared between the hosts of a fleet (the inventory name is the table's header already).

@@ -10,8 +10,8 @@ import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orchestrator.results.report import RunSection, Table, plot_title
 from orchestrator.results.report_cells import LEGEND
+from orchestrator.results.report_common import RunSection, Table, plot_title
 from orchestrator.results.table import CSS, DOCUMENT_FIELDS, html_escape, md_escape
 
 DEVICE_MARK = {"cpu": "🟩 cpu", "gpu": "🟦 gpu"}

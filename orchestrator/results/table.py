@@ -32,7 +32,7 @@ WARNING_FLAGS = ("noisy", "unstable")
 HOST_FIELDS = [
     ("CPU model", "cpu_model"), ("threads", "threads"), ("host", "host_hostname"), ("inventory host", "host"),
     ("GPU", "gpu_name"), ("NVIDIA driver", "gpu_driver_version"), ("CUDA (driver)", "cuda_driver_version"),
-    ("kernel", "host_kernel"), ("Docker", "docker_version"),
+    ("kernel", "host_kernel"), ("engine", "host_engine_version"),
 ]
 WORKLOAD_FIELDS = ("n", "iters", "repeats", "dtype", "seed")
 #: Facts of one (framework, device) document: label and merged column.

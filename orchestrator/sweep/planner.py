@@ -8,30 +8,39 @@ A resumed run keeps every container whose document is already there and did not 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.backends.base import Prepared
 from orchestrator.errors import InvalidOptions
-from orchestrator.sweep.rundir import MANIFEST, RunDir
+from orchestrator.sweep.rundir import RunDir
 from orchestrator.sweep.spec import RunSpec, SweepOptions, framework_devices, split_framework
 
 if TYPE_CHECKING:
-    from orchestrator.backends.base import Backend
-    from orchestrator.backends.docker.engine import ImageInfo
+    from orchestrator.backends.base import Backend, HostRecord, ImageRef
+    from orchestrator.hosts.inventory import HostEntry
     from orchestrator.sweep.progress import SweepProgress
 
 
-@dataclass
+@dataclass(frozen=True)
 class Planned:
-    """One container of the sweep, with everything decided before anything runs."""
+    """One container of the sweep, with everything decided before anything runs (a value: never mutated)."""
 
     spec: RunSpec
     gpu: bool
-    image: ImageInfo | None = None  # set by ``Backend.prepare`` where the backend has images
-    #: Decided up front: (status, reason) for a container that will not be started.
-    preflight: tuple[str, str] | None = None
+    #: What the backend's ``prepare`` said: the image, or (status, reason) for a container that will not start.
+    prepared: Prepared = field(default_factory=Prepared)
     resumed: bool = False
+
+    @property
+    def image(self) -> ImageRef | None:
+        return self.prepared.image
+
+    @property
+    def preflight(self) -> tuple[str, str] | None:
+        return self.prepared.refusal
 
     def image_provenance(self) -> dict[str, Any] | None:
         """What the documents and the manifest say about the image: all of it once prepared, else the tag."""
@@ -49,14 +58,16 @@ class Planned:
         return self.image.framework_version if self.image else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sweep:
+    """One host's share of a run: its options (its own cpuset and threads), backend, record and containers."""
+
     opts: SweepOptions
     run_id: str
     run_dir: RunDir
     planned: list[Planned]
     backend: Backend
-    host_record: dict[str, Any]
+    host_record: HostRecord
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,18 +75,11 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def resume_options(run_dir: RunDir, given: dict[str, Any]) -> tuple[SweepOptions, str]:
-    """The sweep of an earlier run in ``run_dir``; options given now must agree on everything that sets the numbers."""
-    if not run_dir.holds_run():
-        raise InvalidOptions(f"--resume {run_dir.path}: no {MANIFEST} there (not a gdbench run directory)")
-    manifest = run_dir.read_manifest()
-    base = SweepOptions.from_dict(manifest.get("sweep") or {})
-    clash = [f"--{k.replace('_', '-')} {given[k]!r} (run has {getattr(base, k)!r})"
-             for k in SweepOptions.RESUME_FIXED_FIELDS if given.get(k) is not None and given[k] != getattr(base, k)]
-    if clash:
-        raise InvalidOptions(f"--resume {run_dir.path}: options differ from the run being resumed: {'; '.join(clash)}")
-    merged = {**base.to_dict(), **{k: v for k, v in given.items() if v is not None}}
-    return SweepOptions.from_dict(merged), run_dir.run_id()
+def host_options(opts: SweepOptions, entry: HostEntry) -> SweepOptions:
+    """The sweep as it runs on one host: that host's inventory cpuset/threads/gpus where it names them."""
+    return replace(opts, cpuset=entry.cpuset if entry.cpuset is not None else opts.cpuset,
+                   threads=entry.threads if entry.threads is not None else opts.threads,
+                   gpus=list(entry.gpus) if entry.gpus else opts.gpus)
 
 
 def plan(opts: SweepOptions, run_dir: RunDir, backend: Backend, *, run_id: str | None = None, resume: bool = False,
@@ -92,24 +96,53 @@ def plan(opts: SweepOptions, run_dir: RunDir, backend: Backend, *, run_id: str |
         gpu = device == "gpu"
         spec = RunSpec.from_sweep(opts, fw, device, backend.image_tag(fw, flavour, version), flavour, run_id,
                                   framework_version=version, host=backend.host)
-        item = Planned(spec=spec, gpu=gpu)
         if spec.key in done:
-            item.resumed = True
-        elif gpu and no_gpu is not None:
-            item.preflight = ("unavailable", no_gpu)
+            planned.append(Planned(spec=spec, gpu=gpu, resumed=True))
+            continue
+        if gpu and no_gpu is not None:
+            prepared = Prepared.refused(no_gpu)
             if not gpu_line_said and progress:
                 progress.note(no_gpu)
             gpu_line_said = True
         else:
-            backend.prepare(item)
-            if item.preflight is not None and progress:
-                progress.note(item.preflight[1])
-        planned.append(item)
+            prepared = backend.prepare(spec)
+            if prepared.refusal is not None and progress:
+                progress.note(prepared.refusal[1])
+        planned.append(Planned(spec=spec, gpu=gpu, prepared=prepared))
     if not planned:
         raise InvalidOptions("nothing to run: no framework offers the requested device(s)"
                              + (f" ({'; '.join(notes)})" if notes else ""))
     return Sweep(opts=opts, run_id=run_id, run_dir=run_dir, planned=planned, backend=backend,
                  host_record=backend.host_record(), notes=notes)
+
+
+def plan_hosts(opts: SweepOptions, run_dir: RunDir, backends: list[Backend], hosts: list[HostEntry], run_id: str,
+               resume: bool, progress: SweepProgress) -> list[Sweep]:
+    """Plan every host at once: planning may ship the images a host lacks, which takes as long as the slowest
+    host, not as long as all of them. The first blocker (in inventory order) stops the whole sweep."""
+    if len(backends) == 1:
+        return [plan(host_options(opts, hosts[0]), run_dir, backends[0], run_id=run_id, resume=resume,
+                     progress=progress)]
+    results: list[Sweep | BaseException | None] = [None] * len(backends)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = plan(host_options(opts, hosts[i]), run_dir, backends[i], run_id=run_id, resume=resume,
+                              progress=progress)
+        except BaseException as exc:  # re-raised in the main thread below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True, name=f"gdbench-plan-{h.name}")
+               for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if isinstance(r, Sweep)]
 
 
 def containers(opts: SweepOptions, backend: Backend, *, gpu_possible: bool,

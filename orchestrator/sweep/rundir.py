@@ -3,6 +3,8 @@
 A run directory holds ``manifest.json`` (what was asked, what each container did), one validated solver
 document per container (``<key>.json``) and a lock file while a sweep writes it. Every reader and writer
 (the runner, resume, merge, report) asks this module; nobody else spells a file name or parses the manifest.
+The manifest is a typed, versioned ``Manifest`` with one loader: an older one is read and migrated, a newer
+one is refused in one line.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,58 @@ from solvers import schema
 
 MANIFEST = "manifest.json"
 LOCK_NAME = ".gdbench.lock"
+#: The manifest's format. 1: no version key. 2: ``format_version``, ``backend_opts`` (what --resume reopens a
+#: run's backend with) and host records with ``engine``/``engine_version`` in place of ``docker_version``.
+MANIFEST_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a run asked for and what each of its containers did; rewritten after every container.
+
+    ``sweep`` is the options the containers ran with where every host runs the same (one host: threads and
+    cpuset resolved), else as asked; ``hosts`` then holds each host's own record, threads and cpuset.
+    """
+
+    run_id: str | None = None
+    status: str | None = None
+    started_utc: str | None = None
+    resumed_utc: str | None = None
+    finished_utc: str | None = None
+    backend: str | None = None
+    backend_opts: dict[str, Any] = field(default_factory=dict)
+    compose: str | None = None
+    sweep: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] | None = None
+    hosts: dict[str, Any] | None = None
+    fleet: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    containers: list[dict[str, Any]] = field(default_factory=list)
+    overhead: dict[str, Any] | None = None
+    format_version: int = MANIFEST_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("resumed_utc", "hosts", "fleet"):  # present only where they mean something, as always
+            if out[key] is None:
+                out.pop(key)
+        return out
+
+    def with_(self, **changes: Any) -> Manifest:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = MANIFEST) -> Manifest:
+        """Any manifest gdbench wrote: version 1 is migrated (its ``sweep`` is what was asked), a newer format
+        than this gdbench knows is refused in one line."""
+        version = data.get("format_version", 1)
+        if not isinstance(version, int) or version > MANIFEST_FORMAT:
+            raise InvalidOptions(f"{where}: manifest format {version!r} is newer than this gdbench reads "
+                                 f"(format {MANIFEST_FORMAT})", fix="upgrade gdbench to read this run")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values["format_version"] = MANIFEST_FORMAT
+        return cls(**values)
 
 
 def _warn(msg: str) -> None:
@@ -42,10 +96,10 @@ class RunDir:
         """True once a sweep has written its manifest here."""
         return self.manifest_path.exists()
 
-    def read_manifest(self) -> dict[str, Any]:
-        """The manifest, or ``{}`` where there is none; an unreadable one is one clear error."""
+    def manifest(self) -> Manifest:
+        """The manifest (empty where there is none): the one loader; an unreadable one is one clear error."""
         if not self.manifest_path.exists():
-            return {}
+            return Manifest()
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -53,13 +107,15 @@ class RunDir:
                                  fix=f"restore or remove {self.manifest_path}") from None
         if not isinstance(data, dict):
             raise InvalidOptions(f"{self.manifest_path}: manifest is not a JSON object")
-        return data
+        return Manifest.from_dict(data, str(self.manifest_path))
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json_atomic(self.manifest_path, manifest)
+    def write_manifest(self, manifest: Manifest | Mapping[str, Any]) -> None:
+        if not isinstance(manifest, Manifest):
+            manifest = Manifest.from_dict(manifest, str(self.manifest_path))
+        write_json_atomic(self.manifest_path, manifest.to_dict())
 
     def run_id(self) -> str:
-        return str(self.read_manifest().get("run_id") or self.path.name)
+        return str(self.manifest().run_id or self.path.name)
 
     def document_path(self, key: str) -> Path:
         return self.path / f"{key}.json"

@@ -1,20 +1,21 @@
-"""A sweep: plan every container, check everything up front, then run them — one at a time on each host.
+"""A sweep: plan every container, check everything up front, then run them — one at a time per machine.
 
 Running follows asv's rule: a crash, timeout, OOM or unreadable output becomes a stored ``failed`` document
 and the sweep goes on. Each document is written atomically as soon as it arrives; the manifest is rewritten
 after every container, so an interrupted run directory is still a valid, resumable record. The runner only
 sees the ``Backend`` protocol and the ``RunDir``; it never asks where containers run. One cohesive boundary
-(running planned sweeps: a worker thread per host, the signal guard, one manifest), hence its length.
+(running planned sweeps: ``slots`` workers per host, the signal guard, one manifest), hence its length.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends.base import open_backend
+from orchestrator.backends import registry
 from orchestrator.backends.result import ContainerResult
 from orchestrator.errors import (
     EXIT_FAILED,
@@ -28,16 +29,14 @@ from orchestrator.errors import (
     InvalidOptions,
 )
 from orchestrator.sweep import documents, hostload
-from orchestrator.sweep.fleet import plan_hosts
-from orchestrator.sweep.planner import Planned, Sweep, new_run_id, plan
+from orchestrator.sweep.planner import Planned, Sweep, new_run_id, plan_hosts
 from orchestrator.sweep.progress import HostView, SweepProgress, summary_table
-from orchestrator.sweep.rundir import RunDir
+from orchestrator.sweep.rundir import Manifest, RunDir
 from orchestrator.sweep.signals import signals_as_interrupts
-from orchestrator.sweep.spec import SweepOptions
 from solvers import schema
 
 if TYPE_CHECKING:
-    from orchestrator.hosts.inventory import HostEntry
+    from orchestrator.sweep.request import RunRequest
 
 #: Start-up overhead goal per container, beyond the framework's own import time (reported, not asserted).
 OVERHEAD_GOAL_S = 2.0
@@ -71,35 +70,34 @@ class _Stopped(Exception):
 class SweepRunner:
     """Runs planned sweeps — one per host — into one run directory.
 
-    One host runs in the calling thread, as a single-host sweep always has. Several run in one worker thread
-    per host: on a host containers stay strictly one at a time, while hosts proceed in parallel. Only the
-    main thread receives signals; it then stops every worker and removes every host's running container.
+    Each host runs up to ``backend.slots`` containers at once (1 for one machine: strictly one after another;
+    a scheduler holding several machines says more), hosts in parallel. One worker in all runs in the calling
+    thread, as a single-host sweep always has. Only the main thread receives signals; it then stops every
+    worker and removes every host's running containers.
     """
 
-    def __init__(self, sweep: Sweep | list[Sweep], progress: SweepProgress,
-                 fleet: dict[str, Any] | None = None, asked: SweepOptions | None = None) -> None:
-        self.sweeps = sweep if isinstance(sweep, list) else [sweep]
+    def __init__(self, sweeps: Sweep | list[Sweep], progress: SweepProgress, request: RunRequest | None = None) -> None:
+        self.sweeps = sweeps if isinstance(sweeps, list) else [sweeps]
         self.sweep = self.sweeps[0]
         self.progress = progress
-        self.fleet = fleet
-        #: A fleet's manifest keeps the options as asked: each host resolves its own cpuset and threads
-        #: (from its CPUs and its inventory table), again on --resume.
-        self.asked = asked
+        self.request = request
         self.records: list[dict[str, Any]] = []
-        self.manifest: dict[str, Any] = {}
-        self._lock = threading.RLock()  # records and manifest, shared by the hosts' workers
+        self.manifest = Manifest()
+        self._lock = threading.RLock()  # records and manifest, shared by the workers
         self._stop = threading.Event()
-        #: The item each host's worker is running now: an interrupt records it even if its worker never does.
-        self._current: dict[int, Planned] = {}
+        #: The item each worker is running now: an interrupt records it even if its worker never does.
+        self._current: dict[str, Planned] = {}
         self._status = "running"  # the manifest's status; only the main thread changes it
-        self._views = {id(s): progress.view(s.backend.host if len(self.sweeps) > 1 else None) for s in self.sweeps}
+        several = len(self.sweeps) > 1
+        self._views = {(id(s), slot): progress.view(_view_name(s, slot, several))
+                       for s in self.sweeps for slot in range(_slots(s))}
 
     # ---------------------------------------------------------------- manifest
     def _write_manifest(self, status: str | None = None) -> None:
         """Persist the records under ``status``, or under the sweep's status so far when None.
 
-        Host workers pass None: a worker that wakes after the sweep was finished (its engine answered late)
-        adds its record but cannot turn an interrupted or complete manifest back into a running one.
+        Workers pass None: a worker that wakes after the sweep was finished (its engine answered late) adds
+        its record but cannot turn an interrupted or complete manifest back into a running one.
         """
         with self._lock:
             if status is not None:
@@ -109,48 +107,45 @@ class SweepRunner:
             timed = [r["timings"]["overhead_s"] for r in self.records
                      if s.backend.reports_startup_overhead and r.get("timings")
                      and r["timings"].get("overhead_s") is not None]
-            self.manifest.update({
-                "run_id": s.run_id,
-                "status": status,
-                "finished_utc": schema.utc_now() if status != "running" else None,
-                "backend": s.backend.name,
-                "compose": s.backend.compose_path,
-                "sweep": (self.asked or s.opts).to_dict(),
-                "host": s.host_record,
-                "notes": [n for sw in self.sweeps for n in sw.notes],
-                "containers": self.records,
-                "overhead": {"goal_s": OVERHEAD_GOAL_S, "mean_s": sum(timed) / len(timed) if timed else None,
-                             "max_s": max(timed) if timed else None, "containers": len(timed),
-                             "definition": "container wall time (create → document in hand) minus the solver "
-                                           "process's own lifetime (daemon StartedAt → FinishedAt)"},
-            })
-            if self.fleet is not None:
-                self.manifest["fleet"] = self.fleet
-                self.manifest["hosts"] = {sw.backend.host: {**sw.host_record, "threads": sw.opts.threads,
-                                                            "cpuset": sw.opts.cpuset} for sw in self.sweeps}
+            fleet = self.request.fleet if self.request else None
+            asked = self.request.opts if self.request else s.opts
+            self.manifest = self.manifest.with_(
+                run_id=s.run_id, status=status, finished_utc=schema.utc_now() if status != "running" else None,
+                backend=s.backend.name, backend_opts=dict(self.request.backend_opts if self.request else {}),
+                compose=s.backend.compose_path,
+                # A fleet keeps the options as asked: each host resolves its own cpuset and threads (from its
+                # CPUs and its inventory table), again on --resume; one host keeps them resolved.
+                sweep=(asked if fleet is not None else s.opts).to_dict(),
+                host=s.host_record.to_dict(), notes=[n for sw in self.sweeps for n in sw.notes],
+                containers=list(self.records),
+                overhead={"goal_s": OVERHEAD_GOAL_S, "mean_s": sum(timed) / len(timed) if timed else None,
+                          "max_s": max(timed) if timed else None, "containers": len(timed),
+                          "definition": "container wall time (create → document in hand) minus the solver "
+                                        "process's own lifetime (daemon StartedAt → FinishedAt)"},
+                fleet=fleet,
+                hosts={sw.backend.host: {**sw.host_record.to_dict(), "kind": sw.backend.name,
+                                         "threads": sw.opts.threads, "cpuset": sw.opts.cpuset}
+                       for sw in self.sweeps} if fleet is not None else None)
             s.run_dir.write_manifest(self.manifest)
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
         s = self.sweep
-        self.manifest = {"run_id": s.run_id, "started_utc": schema.utc_now()}
+        self.manifest = Manifest(run_id=s.run_id, started_utc=schema.utc_now())
         if s.run_dir.holds_run():
             with contextlib.suppress(GdbenchError):
-                prev = s.run_dir.read_manifest()
-                self.manifest["started_utc"] = prev.get("started_utc") or self.manifest["started_utc"]
-                self.manifest["resumed_utc"] = schema.utc_now()
+                prev = s.run_dir.manifest()
+                self.manifest = self.manifest.with_(started_utc=prev.started_utc or self.manifest.started_utc,
+                                                    resumed_utc=schema.utc_now())
         self._write_manifest("running")
         for sw in self.sweeps:
             if sw.backend.on_this_machine and (busy := hostload.busy_warning(hostload.loadavg(),
                                                                              sw.opts.cpuset or [])):
-                self._views[id(sw)].note(busy)
+                self._views[(id(sw), 0)].note(busy)
         interrupted: BaseException | None = None
         with signals_as_interrupts() as guard:
             try:
-                if len(self.sweeps) == 1:
-                    self._run_host(s)
-                else:
-                    self._run_hosts()
+                self._run_workers()
             except (KeyboardInterrupt, Interrupted) as exc:
                 interrupted = exc
             guard.armed = False  # from here on a signal changes nothing: finish the record
@@ -171,18 +166,24 @@ class SweepRunner:
             return EXIT_FAILED
         return EXIT_UNAVAILABLE if "unavailable" in statuses else EXIT_OK
 
-    def _run_hosts(self) -> None:
-        """One worker thread per host; the main thread waits, and on a signal stops them all."""
+    def _run_workers(self) -> None:
+        """``slots`` workers per host pull that host's containers in plan order. One worker in all runs here, in
+        the main thread; otherwise the main thread waits, and on a signal stops them all."""
+        hosts = [_HostQueue(sw) for sw in self.sweeps]
+        jobs = [(h, slot) for h in hosts for slot in range(_slots(h.sweep))]
+        if len(jobs) == 1:
+            self._work(*jobs[0])
+            return
         errors: list[BaseException] = []
 
-        def work(sweep: Sweep) -> None:
+        def work(host: _HostQueue, slot: int) -> None:
             try:
-                self._run_host(sweep)
+                self._work(host, slot)
             except BaseException as exc:  # a bug in one worker must not vanish with its thread
                 errors.append(exc)
 
-        workers = [threading.Thread(target=work, args=(sw,), name=f"gdbench-{sw.backend.host}", daemon=True)
-                   for sw in self.sweeps]
+        workers = [threading.Thread(target=work, args=(h, slot), daemon=True,
+                                    name=f"gdbench-{h.sweep.backend.host}-{slot}") for h, slot in jobs]
         for w in workers:
             w.start()
         try:
@@ -191,7 +192,7 @@ class SweepRunner:
                     w.join(timeout=0.2)
         except (KeyboardInterrupt, Interrupted):
             self._stop.set()
-            for sw in self.sweeps:  # ends each host's running container, so its worker returns
+            for sw in self.sweeps:  # ends each host's running containers, so its workers return
                 sw.backend.remove_run(sw.run_id)
             for w in workers:
                 w.join(timeout=120)
@@ -201,24 +202,25 @@ class SweepRunner:
         if errors:
             raise errors[0]
 
-    def _run_host(self, sweep: Sweep) -> None:
-        """The containers of one host, strictly one after another."""
-        view = self._views[id(sweep)]
-        load = hostload.LoadProbe(sweep.backend.on_this_machine)
-        lost: str | None = None
-        for item in sweep.planned:
-            if self._stop.is_set():
-                return
+    def _work(self, host: _HostQueue, slot: int) -> None:
+        """One worker: the host's next container until none is left; a lost host ends the rest unrun."""
+        sweep = host.sweep
+        view = self._views[(id(sweep), slot)]
+        load = hostload.LoadProbe(sweep.backend.on_this_machine and _slots(sweep) == 1)
+        me = f"{sweep.backend.host}#{slot}"
+        while not self._stop.is_set() and (item := host.next()) is not None:
             try:
-                if lost is not None and not item.resumed:
+                if host.lost is not None and not item.resumed:
                     # No document: the run directory lacks it, so --resume runs it once the host is back.
                     view.start(item.spec.key, 1)
-                    view.finish("unavailable", lost)
-                    self._add(self._record(item, "unavailable", lost))
+                    view.finish("unavailable", host.lost)
+                    self._add(self._record(item, "unavailable", host.lost))
                     continue
-                self._current[id(sweep)] = item
+                self._current[me] = item
                 lost = self._run_one(sweep, item, view, load)
-                self._current.pop(id(sweep), None)
+                if lost is not None:
+                    host.lost = lost
+                self._current.pop(me, None)
             except (KeyboardInterrupt, Interrupted, _Stopped) as exc:
                 self._record_interrupted(item)
                 view.finish("interrupted")
@@ -239,7 +241,7 @@ class SweepRunner:
             self.records.append(record)
 
     def _print_overhead(self) -> None:
-        ov = self.manifest.get("overhead") or {}
+        ov = self.manifest.overhead or {}
         if ov.get("mean_s") is None or not self.sweep.backend.reports_startup_overhead:
             return
         verdict = "within" if ov["max_s"] < OVERHEAD_GOAL_S else "ABOVE"
@@ -269,7 +271,7 @@ class SweepRunner:
         return rec
 
     def _store(self, sweep: Sweep, item: Planned, doc: dict[str, Any]) -> None:
-        documents.attach_provenance(doc, item.image_provenance(), sweep.host_record, item.gpu_request)
+        documents.attach_provenance(doc, item.image_provenance(), sweep.host_record.to_dict(), item.gpu_request)
         sweep.run_dir.write_document(item.spec.key, doc)
 
     def _not_run(self, sweep: Sweep, item: Planned, view: HostView, status: str, reason: str, *,
@@ -296,7 +298,7 @@ class SweepRunner:
             return None
         load.start()
         try:
-            result = sweep.backend.run(spec, view.line)
+            result = sweep.backend.run(spec, item.prepared, view.line)
         except GdbenchError as exc:
             if self._stop.is_set():
                 raise _Stopped from exc
@@ -324,47 +326,67 @@ def _holds_a_run(run_dir: RunDir) -> InvalidOptions:
                           "or choose another --out")
 
 
-def run_sweep(opts: SweepOptions, out_dir: Path | None, *, resume: bool = False, compose_path: str | None = None,
-              progress: SweepProgress | None = None, docker_url: str | None = None,
-              hosts: list[HostEntry] | None = None, fleet: dict[str, Any] | None = None,
-              registry: str | None = None) -> tuple[int, Path]:
-    """Validate, lock the run directory, plan, run. Returns (exit code, run directory).
+class _HostQueue:
+    """One host's planned containers, handed out in plan order to that host's workers."""
 
-    Options are checked before Docker is contacted and before the directory is created; images, compose
-    services and the cpuset are checked before the first container is created. ``hosts`` (inventory
-    entries) makes it a fleet sweep: one backend and one plan per host, all in this one run directory.
+    def __init__(self, sweep: Sweep) -> None:
+        self.sweep = sweep
+        self._items = collections.deque(sweep.planned)
+        self._lock = threading.Lock()
+        #: Why the host is lost (it stopped answering), once one of its containers found out; None while it answers.
+        self.lost: str | None = None
+
+    def next(self) -> Planned | None:
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+
+def _slots(sweep: Sweep) -> int:
+    """Workers for one host: its backend's slots, never more than it has containers."""
+    return max(1, min(int(getattr(sweep.backend, "slots", 1)), len(sweep.planned)))
+
+
+def _view_name(sweep: Sweep, slot: int, several_hosts: bool) -> str | None:
+    if _slots(sweep) > 1:
+        return f"{sweep.backend.host}#{slot + 1}"
+    return sweep.backend.host if several_hosts else None
+
+
+def run_sweep(request: RunRequest, progress: SweepProgress | None = None) -> tuple[int, Path]:
+    """Validate, lock the run directory, open every host's backend, plan, run. Returns (exit code, run directory).
+
+    Options are checked before any backend is contacted and before the directory is created; images, compose
+    services and the cpuset are checked before the first container is created. Several hosts share this one
+    run directory: one backend and one plan per host.
     """
     progress = progress or SweepProgress()
-    opts.check()
+    opts = request.opts.check()
     run_id = None
-    if resume:
+    out_dir = request.out_dir
+    if request.resume:
         assert out_dir is not None
     elif out_dir is None:
         run_id = new_run_id()
         out_dir = Path("results") / run_id
     run_dir = RunDir(out_dir)
-    if not resume and run_dir.holds_run():
+    if not request.resume and run_dir.holds_run():
         raise _holds_a_run(run_dir)
-    if hosts is None:
-        backends = [open_backend(opts.backend, compose_path=compose_path, docker_url=docker_url)]
-    else:
-        from orchestrator.sweep.fleet import open_backends
-
-        backends = open_backends(hosts, compose_path, registry=registry, note=progress.note)
+    fleet = request.fleet is not None
+    context = registry.OpenContext(compose_path=request.compose_path, note=progress.note, registry=request.registry,
+                                   fleet=fleet, host_count=len(request.hosts))
+    backends = registry.open_hosts(request.hosts, context)
     try:
         with run_dir.locked():
-            if not resume and run_dir.holds_run():  # a run that held the lock finished since the check above
+            if not request.resume and run_dir.holds_run():  # a run that held the lock finished since the check
                 raise _holds_a_run(run_dir)
-            if resume:
+            if request.resume:
                 run_id = run_dir.run_id()
-            if hosts is None:
-                sweeps = [plan(opts, run_dir, backends[0], run_id=run_id, resume=resume, progress=progress)]
-            else:
-                sweeps = plan_hosts(opts, run_dir, backends, hosts, run_id or new_run_id(), resume, progress)
+            sweeps = plan_hosts(opts, run_dir, backends, request.hosts, run_id or new_run_id(), request.resume,
+                                progress)
             for note in (n for sw in sweeps for n in sw.notes):
                 progress.note(note, style="dim")
             with progress:
-                return SweepRunner(sweeps, progress, fleet, opts if hosts is not None else None).run(), out_dir
+                return SweepRunner(sweeps, progress, request).run(), out_dir
     finally:
         for backend in backends:
             backend.close()

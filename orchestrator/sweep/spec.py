@@ -16,14 +16,14 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from orchestrator import labels as label_keys
-from orchestrator.backends.base import BACKENDS
+from orchestrator.backends import registry as backends
 from orchestrator.errors import InvalidOptions
 from solvers import options, registry
 from solvers.options import DEFAULTS, DTYPES, OptionError
 
 #: Choice types for Typer's help and parsing; the values themselves come from solvers and backend.py.
 DType = StrEnum("DType", {name: name for name in DTYPES})
-BackendName = StrEnum("BackendName", {name: name for name in BACKENDS})
+BackendName = StrEnum("BackendName", {name: name for name in backends.names()})
 
 
 class Flavour(StrEnum):
@@ -195,12 +195,19 @@ class SweepOptions:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def with_cpus(self, available: list[int]) -> SweepOptions:
+    def with_cpus(self, available: list[int] | None) -> SweepOptions:
         """Fill in threads/cpuset from the CPUs the Docker host (or this process) offers, and check them.
 
         Default: ``threads`` = min(2, CPUs) and the cpuset is the first ``threads`` CPUs; a given cpuset
-        without ``--threads`` uses all its CPUs. Every framework gets the same pair.
+        without ``--threads`` uses all its CPUs. Every framework gets the same pair. ``available`` None: a
+        scheduler places each job, so only ``threads`` is fixed (default 2) and the cpuset stays empty here —
+        the job gets whole CPUs of an exclusive node, and each document records the ones it really had.
         """
+        if available is None:
+            if self.cpuset is not None:
+                raise InvalidOptions("--cpuset names CPUs of one machine; this backend's scheduler places each "
+                                     "job", fix="drop --cpuset (give --threads), or set cpuset per host")
+            return replace(self, threads=self.threads or 2, cpuset=[])
         cpus = self.cpuset
         threads = self.threads
         if cpus is not None:
@@ -233,8 +240,8 @@ class SweepOptions:
         _rule(options.check_dtype, self.dtype)
         if self.flavour not in (None, *Flavour):
             raise InvalidOptions(f"unknown flavour {self.flavour!r}; choose from cpu, cuda")
-        if self.backend not in BACKENDS:
-            raise InvalidOptions(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.backend not in backends.names():
+            raise InvalidOptions(f"unknown backend {self.backend!r}; choose from {', '.join(backends.names())}")
         parse_mem(self.mem_limit)
         return self
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..base import Framework, Solver, Unavailable
 from ..problem import ProblemData, augmented_transpose
+from ..registry import REGISTRY
 
 #: Steps per recorded CUDA graph, largest first (the last must be 1).
 BLOCKS = (256, 16, 1)
@@ -193,7 +194,7 @@ class CupyFramework(Framework):
 
     def details(self, device: str) -> dict[str, Any]:
         props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-        dists = [d for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy") if _has_dist(d)]
+        dists = [d for d in REGISTRY["cupy"].dists if _has_dist(d)]
         return {
             "distribution": dists[0] if dists else None,
             "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),

@@ -22,7 +22,7 @@ import docker.tls
 from orchestrator.errors import DockerUnavailable
 
 if TYPE_CHECKING:
-    from orchestrator.hosts.inventory import HostEntry
+    from orchestrator.backends.docker.settings import Settings
 
 
 class NoEnvAPIClient(docker.APIClient):
@@ -37,14 +37,14 @@ class NoEnvAPIClient(docker.APIClient):
     trust_env = property(lambda self: False, lambda self, value: None)
 
 
-def docker_client(entry: HostEntry, timeout: int = 120) -> docker.DockerClient:
+def docker_client(name: str, settings: Settings, timeout: int = 120) -> docker.DockerClient:
     """A client for ``entry`` (not yet pinged); ``url`` None is the environment's engine (``docker.from_env``)."""
-    url, tls = entry.url, None
-    if entry.context:
-        url, tls = _context(entry)
-    elif entry.tls is not None:
-        tls = docker.tls.TLSConfig(client_cert=(str(entry.tls.cert), str(entry.tls.key)), ca_cert=str(entry.tls.ca),
-                                   verify=True)
+    url, tls = settings.url, None
+    if settings.context:
+        url, tls = _context(name, settings)
+    elif settings.tls is not None:
+        t = settings.tls
+        tls = docker.tls.TLSConfig(client_cert=(str(t.cert), str(t.key)), ca_cert=str(t.ca), verify=True)
     if url is None:
         return docker.from_env(timeout=timeout)
     if url.startswith("ssh://"):
@@ -54,7 +54,7 @@ def docker_client(entry: HostEntry, timeout: int = 120) -> docker.DockerClient:
             try:
                 import paramiko  # noqa: F401
             except ImportError:
-                raise DockerUnavailable(f"host {entry.name}: {url} needs the ssh client or paramiko",
+                raise DockerUnavailable(f"host {name}: {url} needs the ssh client or paramiko",
                                         fix="install openssh-client (or: pip install paramiko)") from None
         return docker.DockerClient(base_url=url, timeout=timeout, use_ssh_client=use_ssh_client)
     if tls is not None:
@@ -64,24 +64,24 @@ def docker_client(entry: HostEntry, timeout: int = 120) -> docker.DockerClient:
     return docker.DockerClient(base_url=url, timeout=timeout)
 
 
-def _context(entry: HostEntry) -> tuple[str, docker.tls.TLSConfig | None]:
+def _context(name: str, settings: Settings) -> tuple[str, docker.tls.TLSConfig | None]:
     """A Docker context's engine URL and TLS, as ``docker context create`` stored them.
 
     docker-py finds the contexts folder next to ``config.json`` and sees none when that file does not exist
     (``docker context create`` does not write it), so the folder under ``$DOCKER_CONFIG`` (or ~/.docker) is
     read directly in that case: ``contexts/meta/<sha256 of name>/meta.json`` and ``contexts/tls/<same>/docker``.
     """
-    assert entry.context is not None
-    context = docker.context.ContextAPI.get_context(entry.context)
+    assert settings.context is not None
+    context = docker.context.ContextAPI.get_context(settings.context)
     if context is not None and context.Host:
         return context.Host, context.TLSConfig or None
     base = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "contexts"
-    digest = hashlib.sha256(entry.context.encode()).hexdigest()
+    digest = hashlib.sha256(settings.context.encode()).hexdigest()
     try:
         meta = json.loads((base / "meta" / digest / "meta.json").read_text(encoding="utf-8"))
         endpoint = meta["Endpoints"]["docker"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise DockerUnavailable(f"host {entry.name}: Docker context {entry.context!r} does not exist",
+        raise DockerUnavailable(f"host {name}: Docker context {settings.context!r} does not exist",
                                 fix="list contexts with: docker context ls") from None
     certs = base / "tls" / digest / "docker"
     tls = None
@@ -124,23 +124,23 @@ TLS_FRAGMENTS = (
 )
 
 
-def connect_failure(entry: HostEntry, exc: BaseException, fallback: tuple[str, str]) -> DockerUnavailable:
+def connect_failure(name: str, settings: Settings, exc: BaseException, fallback: tuple[str, str]) -> DockerUnavailable:
     """One line naming the host: its certificate problem when the TLS handshake failed, else ``fallback``."""
     text = _chain_text(exc)
-    tls = entry.tls
+    tls = settings.tls
     if tls is not None or "SSL" in text:
         for f in TLS_FRAGMENTS:
             if f.fragment.lower() in text.lower():
                 what = f.meaning.format(cert=tls.cert if tls else "(none)", ca=tls.ca if tls else "the CA")
-                return DockerUnavailable(f"host {entry.name} ({entry.address}): {what}", fix=f.fix)
+                return DockerUnavailable(f"host {name} ({settings.address}): {what}", fix=f.fix)
         if tls is not None and ("EOF occurred" in text or "Connection reset" in text):
             # TLS 1.3: the engine checks our certificate after the handshake and just closes the connection.
-            return DockerUnavailable(f"host {entry.name} ({entry.address}): the engine closed the TLS connection "
+            return DockerUnavailable(f"host {name} ({settings.address}): the engine closed the TLS connection "
                                      f"(it refused the client certificate {tls.cert}?)",
                                      fix="use a client certificate signed by the engine's CA")
     what, fix = fallback
-    return DockerUnavailable(f"host {entry.name} ({entry.address}): cannot reach the Docker daemon: {what}",
-                             fix=f"{fix}; or correct [hosts.{entry.name}] in the hosts file")
+    return DockerUnavailable(f"host {name} ({settings.address}): cannot reach the Docker daemon: {what}",
+                             fix=f"{fix}; or correct [hosts.{name}] in the hosts file")
 
 
 def _chain_text(exc: BaseException | None) -> str:

@@ -76,7 +76,7 @@ class Shipper:
         local = self.source.image(tag)
         if local is None:
             raise ImageMissing(f"image {tag} is not built on this machine, so it cannot be shipped to "
-                               f"host {target.name}", fix=f"make images (or: gdbench images --build for {tag})")
+                               f"host {target.name}", fix=f"make images (or: gdbench images build FRAMEWORK for {tag})")
         there = target.image(tag)
         if there is not None and there.id == local.id:
             return there
