@@ -12,7 +12,8 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps docker test lint bench bench-all bench-fleet doctor smoke clean-containers clean
+.PHONY: help venv system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
+	clean-containers clean
 
 help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -35,10 +36,13 @@ system-deps:  ## Debian packages the images and tests need (debootstrap, chromiu
 docker:  ## install (if absent) and start the Docker engine, and wait for it
 	bash scripts/ensure-docker.sh
 
+slurm:  ## Slurm 22.05 daemons, clients, munge and runc for the test clusters (installed if absent; munged started)
+	bash scripts/ensure-slurm.sh
+
 lint: venv  ## ruff over the whole tree
 	$(PY) -m ruff check .
 
-test: venv system-deps docker images lint  ## everything CI runs
+test: venv system-deps docker slurm images lint  ## everything CI runs
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and the gemv floor
@@ -53,6 +57,9 @@ bench-all: venv system-deps docker images  ## the full default sweep on every de
 
 bench-fleet: venv system-deps docker image-numpy  ## the same small sweep on 1, 2 and 3 engines of this host: wall time, shipping
 	$(PY) scripts/bench_fleet.py
+
+bench-cluster: venv system-deps docker slurm image-numpy image-numba  ## the same small sweep on the local engine and on 1 and 2 Slurm nodes: per-container cost of the Slurm path
+	$(PY) scripts/bench_cluster.py
 
 doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
 	$(PY) -m orchestrator doctor

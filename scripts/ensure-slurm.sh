@@ -27,10 +27,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # Another apt run (a parallel make target) may hold the lock: wait for it instead of failing.
     apt_opts=(-o DPkg::Lock::Timeout=300)
-    apt-get "${apt_opts[@]}" update -qq
+    apt_log=$(mktemp)
     # Recommends would pull in every optional plugin (HDF5, MySQL dev files, ...); the basic plugins suffice here.
-    apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! { apt-get "${apt_opts[@]}" update -qq &&
+           apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+        log "apt-get failed:"
+        tail -n 30 "$apt_log" >&2
+        rm -f "$apt_log"
+        exit 1
+    fi
+    rm -f "$apt_log"
 fi
+
+# No procps needed (a minimal image has no pgrep): look for a process named munged in /proc.
+munged_running() { grep -qx munged /proc/[0-9]*/comm 2>/dev/null; }
 
 munge_ok() { munge -n -S "$MUNGE_SOCKET" 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; }
 
@@ -63,11 +73,11 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
 fi
-if ! pgrep -x munged >/dev/null 2>&1; then
+if ! munged_running; then
     rm -f "$MUNGE_PIDFILE" "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
 fi
 
-if ! pgrep -x munged >/dev/null 2>&1; then
+if ! munged_running; then
     log "starting munged"
     # As the systemd unit does: munged runs as the munge user (as root it would need --force).
     runuser -u munge -- /usr/sbin/munged --socket="$MUNGE_SOCKET" --pid-file="$MUNGE_PIDFILE" --key-file="$MUNGE_KEY"

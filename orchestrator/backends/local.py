@@ -10,16 +10,14 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import HostRecord, Prepared, this_machine
-from orchestrator.backends.result import STDERR_KEEP_LINES, ContainerResult
+from orchestrator.backends.result import ContainerResult, OutputPump
 from orchestrator.errors import InvalidOptions
 from orchestrator.hosts.gpus import HostGpus
 from orchestrator.sweep.spec import RunSpec, host_cpus
@@ -135,26 +133,7 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
     proc = subprocess.Popen([sys.executable, "-m", "solvers", *spec.solver_args()], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=_ROOT,
                             preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-    stderr_lines: deque[str] = deque(maxlen=STDERR_KEEP_LINES)
-    stdout_parts: list[bytes] = []
-    first: list[float] = []
-
-    def pump_stderr() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            if not first:
-                first.append(time.perf_counter() - t0)
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            stderr_lines.append(line)
-            on_line(line)
-
-    def pump_stdout() -> None:
-        assert proc.stdout is not None
-        stdout_parts.append(proc.stdout.read())
-
-    threads = [threading.Thread(target=pump_stderr, daemon=True), threading.Thread(target=pump_stdout, daemon=True)]
-    for t in threads:
-        t.start()
+    pump = OutputPump(proc, on_line)
     try:
         try:
             result.exit_code = proc.wait(timeout=spec.timeout_s)
@@ -163,15 +142,14 @@ def run_local(spec: RunSpec, on_line: Callable[[str], None]) -> ContainerResult:
             proc.kill()
             result.exit_code = proc.wait()
         result.process_s = time.perf_counter() - t0
-        for t in threads:
-            t.join(timeout=10)
+        pump.join(timeout=10)
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     result.involuntary_ctx_switches = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nivcsw - nivcsw0
-    result.first_line_s = first[0] if first else None
-    result.stdout = b"".join(stdout_parts).decode("utf-8", errors="replace")
-    result.stderr = "\n".join(stderr_lines)
+    result.first_line_s = pump.first_line_at - t0 if pump.first_line_at is not None else None
+    result.stdout = pump.stdout
+    result.stderr = "\n".join(pump.lines)
     result.wall_s = time.perf_counter() - t0
     return result

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PLUGINS: dict[str, str] = {
     "docker": "orchestrator.backends.docker",
     "local": "orchestrator.backends.local",
+    "slurm": "orchestrator.backends.slurm",
 }
 DEFAULT = "docker"
 

@@ -1,0 +1,1 @@
+"""The ``gdbench`` command line (Typer): commands only parse options and call plain functions."""

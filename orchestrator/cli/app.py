@@ -77,10 +77,11 @@ def run_command(
         help="processes + threads per container", show_default="4096")] = None,
     backend: Annotated[BackendName | None, typer.Option(
         help="docker: one hardened container per (framework, device); local: python -m solvers "
-        "subprocesses in this environment", show_default="docker")] = None,
+        "subprocesses in this environment; slurm: containers as steps of an exclusive Slurm node "
+        "(--backend-opt partition=… constraint=…)", show_default="docker")] = None,
     backend_opt: Annotated[list[str] | None, typer.Option(
-        "--backend-opt", help="KEY=VALUE of the backend (repeatable), e.g. url=ssh://me@gpu1 for docker; kept for "
-        "--resume. With --hosts, each host's table holds its keys")] = None,
+        "--backend-opt", help="KEY=VALUE of the backend (repeatable), e.g. url=ssh://me@gpu1 for docker, "
+        "partition=gpu for slurm; kept for --resume. With --hosts, each host's table holds its keys")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="continue the run in this directory: containers with a (not failed) document there are skipped")] = None,
     no_sync_check: Annotated[bool, typer.Option(

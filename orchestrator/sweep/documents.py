@@ -10,10 +10,14 @@ from __future__ import annotations
 import signal
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.sweep.spec import RunSpec
 from solvers import schema
+
+if TYPE_CHECKING:
+    from orchestrator.backends.result import ContainerResult
+    from orchestrator.sweep.planner import Planned
 
 STDERR_TAIL_CHARS = 4000
 STDOUT_HEAD_LINES = 5
@@ -56,7 +60,8 @@ class Accepted:
 
 
 def accept_output(spec: RunSpec, stdout: str, stderr: str, exit_code: int | None, *, oom: bool = False,
-                  timed_out: bool = False, framework_version: str | None = None) -> Accepted:
+                  timed_out: bool = False, framework_version: str | None = None,
+                  timeout_reason: str | None = None) -> Accepted:
     """Turn what a container printed into the document to store, rejecting anything not trustworthy.
 
     A timeout or OOM kill discards even a complete-looking stdout: the process did not finish on its own.
@@ -67,7 +72,7 @@ def accept_output(spec: RunSpec, stdout: str, stderr: str, exit_code: int | None
         return Accepted(synthetic_document(spec, "failed", reason, err_tail, framework_version), reason)
 
     if timed_out:
-        return failed(f"timed out after {spec.timeout_s:g} s; container killed")
+        return failed(timeout_reason or f"timed out after {spec.timeout_s:g} s; container killed")
     if oom:
         return failed(f"out of memory: killed at mem_limit {spec.mem_limit} (OOMKilled)")
     if not stdout.strip():
@@ -105,3 +110,47 @@ def attach_provenance(doc: dict[str, Any], image: dict[str, Any] | None, host_re
     if gpu_request is not None:
         prov["gpu_request"] = gpu_request
     return doc
+
+
+def _row_stats(doc: dict[str, Any]) -> dict[str, Any]:
+    rows = doc["results"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    best_dim = max((r["dim"] for r in ok), default=None)
+    at_max = [r["time_per_iter_s"] for r in ok if r["dim"] == best_dim]
+    return {"rows": len(rows), "rows_ok": len(ok), "best_dim": best_dim,
+            "best_time_per_iter_s": min(at_max) if at_max else None}
+
+
+def doc_reason(doc: dict[str, Any]) -> str | None:
+    """The document's error, else the first reason of a row that did not pass (e.g. "ran in float32 …")."""
+    if doc.get("error"):
+        return str(doc["error"])
+    bad = [r for r in doc["results"] if r["status"] != "ok"]
+    if not bad:
+        return None
+    first = bad[0]
+    return f"{len(bad)}/{len(doc['results'])} rows {first['status']}; first: {first['variant']} d={first['dim']}: " \
+           f"{first['reason']}"
+
+
+def container_record(item: Planned, status: str, reason: str | None, result: ContainerResult | None = None,
+                     doc: dict[str, Any] | None = None, host_load: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest's record of one container: what it was, what became of it, where its time went."""
+    spec = item.spec
+    rec: dict[str, Any] = {
+        "key": spec.key, "framework": spec.framework, "framework_version": spec.framework_version,
+        "device": spec.device, "flavour": spec.flavour, "host": spec.host, "status": status, "reason": reason,
+        "document": f"{spec.key}.json" if doc is not None else None,
+        "image": item.image.provenance() if item.image else ({"tag": spec.image} if spec.image else None),
+        "resumed": item.resumed,
+    }
+    if item.gpu:
+        rec["gpus"] = item.gpu_request
+    if result is not None:
+        rec.update(exit_code=result.exit_code, oom_killed=result.oom_killed, timed_out=result.timed_out,
+                   container=result.name, user=result.user, timings=result.timings())
+    if host_load is not None:
+        rec["host_load"] = host_load
+    if doc is not None:
+        rec.update(_row_stats(doc))
+    return rec

@@ -42,27 +42,6 @@ if TYPE_CHECKING:
 OVERHEAD_GOAL_S = 2.0
 
 
-def _row_stats(doc: dict[str, Any]) -> dict[str, Any]:
-    rows = doc["results"]
-    ok = [r for r in rows if r["status"] == "ok"]
-    best_dim = max((r["dim"] for r in ok), default=None)
-    at_max = [r["time_per_iter_s"] for r in ok if r["dim"] == best_dim]
-    return {"rows": len(rows), "rows_ok": len(ok), "best_dim": best_dim,
-            "best_time_per_iter_s": min(at_max) if at_max else None}
-
-
-def _doc_reason(doc: dict[str, Any]) -> str | None:
-    """The document's error, else the first reason of a row that did not pass (e.g. "ran in float32 …")."""
-    if doc.get("error"):
-        return str(doc["error"])
-    bad = [r for r in doc["results"] if r["status"] != "ok"]
-    if not bad:
-        return None
-    first = bad[0]
-    return f"{len(bad)}/{len(doc['results'])} rows {first['status']}; first: {first['variant']} d={first['dim']}: " \
-           f"{first['reason']}"
-
-
 class _Stopped(Exception):
     """Inside a host's worker thread: the sweep was interrupted while this container ran."""
 
@@ -251,24 +230,7 @@ class SweepRunner:
 
     def _record(self, item: Planned, status: str, reason: str | None, result: ContainerResult | None = None,
                 doc: dict[str, Any] | None = None, host_load: dict[str, Any] | None = None) -> dict[str, Any]:
-        spec = item.spec
-        rec: dict[str, Any] = {
-            "key": spec.key, "framework": spec.framework, "framework_version": spec.framework_version,
-            "device": spec.device, "flavour": spec.flavour, "host": spec.host, "status": status, "reason": reason,
-            "document": f"{spec.key}.json" if doc is not None else None,
-            "image": item.image.provenance() if item.image else ({"tag": spec.image} if spec.image else None),
-            "resumed": item.resumed,
-        }
-        if item.gpu:
-            rec["gpus"] = item.gpu_request
-        if result is not None:
-            rec.update(exit_code=result.exit_code, oom_killed=result.oom_killed, timed_out=result.timed_out,
-                       container=result.name, user=result.user, timings=result.timings())
-        if host_load is not None:
-            rec["host_load"] = host_load
-        if doc is not None:
-            rec.update(_row_stats(doc))
-        return rec
+        return documents.container_record(item, status, reason, result, doc, host_load)
 
     def _store(self, sweep: Sweep, item: Planned, doc: dict[str, Any]) -> None:
         documents.attach_provenance(doc, item.image_provenance(), sweep.host_record.to_dict(), item.gpu_request)
@@ -312,10 +274,11 @@ class SweepRunner:
         host_load = load.finish(result)
         accepted = documents.accept_output(spec, result.stdout, result.stderr, result.exit_code,
                                            oom=result.oom_killed, timed_out=result.timed_out,
-                                           framework_version=item.framework_version)
+                                           framework_version=item.framework_version,
+                                           timeout_reason=result.timeout_reason)
         doc = accepted.doc
         self._store(sweep, item, doc)
-        reason = accepted.rejection or _doc_reason(doc)
+        reason = accepted.rejection or documents.doc_reason(doc)
         view.finish(doc["status"], reason or "")
         self._add(self._record(item, doc["status"], reason, result, doc, host_load))
         return None

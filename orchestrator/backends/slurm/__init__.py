@@ -1,0 +1,78 @@
+"""The ``slurm`` backend: a sweep's containers as steps of an exclusive Slurm allocation, one node per host.
+
+Plugin entry points for the registry: ``Settings`` (partition, constraint, gres, runtime, limits), ``open``
+(checks the commands, the controller and — with ``sbatch --test-only``, so nothing is queued — that the
+request can run at all) and ``check_host`` (``gdbench hosts check``'s row).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.backends.slurm.client import Slurm
+from orchestrator.backends.slurm.settings import Settings
+
+if TYPE_CHECKING:
+    from orchestrator.backends.docker.engine import DockerEngine
+    from orchestrator.backends.registry import OpenContext
+    from orchestrator.backends.slurm.backend import SlurmBackend
+    from orchestrator.hosts.check import HostRow
+    from orchestrator.hosts.inventory import HostEntry
+    from orchestrator.images.compose import ComposeFile
+
+__all__ = ["Settings", "check_host", "open"]
+
+
+def open(name: str, settings: Settings, context: OpenContext) -> SlurmBackend:
+    from orchestrator.backends.slurm.backend import SlurmBackend
+    from orchestrator.images.compose import load_compose
+
+    slurm = Slurm(settings.slurm_conf)
+    slurm.check_commands()
+    slurm.ping()
+    slurm.test_only(settings.allocation_args(), f"host {name}", settings.partition, settings.constraint)
+    compose = context.shared("compose", lambda: load_compose(context.compose_path))
+    return SlurmBackend(name, settings, slurm, compose, lambda: context.shared("docker-local-engine", _local_engine),
+                        context.note, context.registry)
+
+
+def _local_engine() -> DockerEngine | None:
+    """This machine's engine: where the images are built, and what their ids are checked against."""
+    from orchestrator.backends.docker.engine import DockerEngine
+    from orchestrator.errors import GdbenchError
+
+    try:
+        return DockerEngine.connect()
+    except GdbenchError:
+        return None
+
+
+def check_host(entry: HostEntry, compose: ComposeFile) -> HostRow:
+    """The controller, the partition's nodes that match, their features and GRES; every problem with its fix."""
+    from orchestrator.errors import GdbenchError
+    from orchestrator.hosts import doctor
+    from orchestrator.hosts.check import HostRow
+
+    s: Settings = entry.settings
+    slurm = Slurm(s.slurm_conf)
+    row = HostRow(name=entry.name, address=s.address, reachable=False)
+    try:
+        slurm.check_commands()
+        row.engine = f"slurm {slurm.version()}"
+        slurm.ping()
+        nodes = slurm.nodes(s.partition)
+        slurm.test_only(s.allocation_args(), f"host {entry.name}", s.partition, s.constraint)
+    except GdbenchError as exc:
+        row.problems.append(doctor.Check("slurm", doctor.BLOCKER, exc.message, exc.fix))
+        return row
+    row.reachable = True
+    wanted = set(filter(None, (s.constraint or "").replace("|", "&").split("&")))
+    matching = [n for n in nodes if wanted <= set(n["features"].split(","))]
+    row.os = f"partition {s.partition}: {len(nodes)} node(s), {len(matching)} matching {s.constraint or 'any'}"
+    row.cpu = "; ".join(f"{n['name']} {n['state']} [{n['features']}] {n['gres']}" for n in matching) or "none"
+    row.nvidia_runtime = f"runtime {s.runtime}"
+    row.gpus = s.gres or "none requested"
+    if not matching:
+        row.problems.append(doctor.Check("nodes", doctor.BLOCKER, f"no node of partition {s.partition} has the "
+                                         f"features {s.constraint}", "sinfo -N -o '%N %f' lists them"))
+    return row
