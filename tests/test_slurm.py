@@ -6,6 +6,7 @@ timing; the nodes' ``drv550``/``drv580`` features are labels (there is no GPU he
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -96,6 +97,20 @@ def wait_container(run_id_dir: Path, proc: subprocess.Popen, deadline_s: float =
     raise AssertionError("no container of the run started")
 
 
+@contextlib.contextmanager
+def sweep_running(hosts: str, hosts_toml: Path, args: list[str], out: Path) -> Iterator[subprocess.Popen]:
+    """A sweep started in the background, once its first container runs; killed on the way out if still alive."""
+    proc = start("run", "--hosts", hosts, "--hosts-file", str(hosts_toml), *args, "--out", str(out),
+                 log=out.parent / "stderr")
+    try:
+        wait_container(out, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_sweep_over_two_nodes_records_each_node_and_compares_across_host(cluster: SlurmCluster,
                                                                            tmp_path: Path) -> None:
     hosts = hosts_file(tmp_path / "hosts.toml", cluster)
@@ -127,10 +142,8 @@ def test_a_sweep_over_two_nodes_records_each_node_and_compares_across_host(clust
 def test_the_container_on_the_node_is_the_hardened_one(cluster: SlurmCluster, tmp_path: Path) -> None:
     hosts = hosts_file(tmp_path / "hosts.toml", cluster)
     out = tmp_path / "run"
-    proc = start("run", "--hosts", "drv580", "--hosts-file", str(hosts), *BUSY, "--out", str(out),
-                 log=tmp_path / "stderr")
-    try:
-        run_id = wait_container(out, proc)
+    with sweep_running("drv580", hosts, BUSY, out) as proc:
+        run_id = manifest(out)["run_id"]
         cid = containers_of(run_id)[0]
         info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
                                          check=True).stdout)[0]
@@ -144,10 +157,6 @@ def test_the_container_on_the_node_is_the_hardened_one(cluster: SlurmCluster, tm
         assert cfg["Labels"][MANAGED] == "1"
         assert cfg["Labels"]["io.gdbench.slurm-job"] == manifest(out)["hosts"]["drv580"]["extra"]["slurm_job_id"]
         assert proc.wait(timeout=300) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert not containers_of(run_id)
 
 
@@ -175,16 +184,11 @@ def test_a_node_that_fails_mid_sweep_loses_its_cells_and_resume_runs_them(cluste
     out = tmp_path / "run"
     # Two containers on drv580 (two numpy versions), so one is running and one is still to come.
     args = [*BUSY[2:], "-f", "numpy,numpy@1.26.4"]
-    proc = start("run", "--hosts", "drv550,drv580", "--hosts-file", str(hosts), *args, "--out", str(out),
-                 log=tmp_path / "stderr")
     try:
-        wait_container(out, proc)
-        cluster.kill_node("n2")
-        code = proc.wait(timeout=600)
+        with sweep_running("drv550,drv580", hosts, args, out) as proc:
+            cluster.kill_node("n2")
+            code = proc.wait(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         cluster.start_node("n2")
     said = (tmp_path / "stderr").read_text()
     assert code in (1, 3), said
@@ -330,12 +334,10 @@ def test_a_node_drained_mid_sweep_starts_nothing_more_and_resume_runs_the_rest(c
     hosts = hosts_file(tmp_path / "hosts.toml", cluster)
     out = tmp_path / "run"
     args = [*BUSY[2:], "-f", "numpy,numpy@1.26.4"]
-    proc = start("run", "--hosts", "drv580", "--hosts-file", str(hosts), *args, "--out", str(out),
-                 log=tmp_path / "stderr")
     try:
-        wait_container(out, proc)
-        cluster.drain_node("n2", "driver upgrade to 580")
-        code = proc.wait(timeout=600)
+        with sweep_running("drv580", hosts, args, out) as proc:
+            cluster.drain_node("n2", "driver upgrade to 580")
+            code = proc.wait(timeout=600)
         recs = {c["key"]: c for c in manifest(out)["containers"]}
         # While drained, the node is the cluster's state, not a bad option: a resume says so, runs nothing.
         still = gdbench("run", "--resume", str(out))
@@ -343,9 +345,6 @@ def test_a_node_drained_mid_sweep_starts_nothing_more_and_resume_runs_the_rest(c
         assert "every node matching h100&drv580 in partition gpu is unavailable now: n2" in manifest(out)[
             "containers"][-1]["reason"]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         cluster.resume_node("n2")
     cluster.wait_nodes(lambda n: n.state == "IDLE", names=["n2"], timeout=60)
     assert code == 1, (tmp_path / "stderr").read_text()
