@@ -603,6 +603,11 @@ class SlurmCluster:
         """Fail fast (with the log) when a daemon this class expects to be running has exited."""
         procs = {"slurmctld": self._ctld} if self._ctld is not None else {}
         procs.update({f"slurmd-{n}": p for n, p in self._slurmd.items()})
+        if self._ctld is not None and any(p.poll() is not None for p in self._slurmd.values()):
+            # A slurmd that exits at start usually follows a controller that is failing on the same line of
+            # slurm.conf: give it a moment, so the controller (with the cause in its log) is the one reported.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._ctld.wait(timeout=2)
         for label, p in procs.items():
             if p.poll() is not None and p.pid in self._started_pids:
                 raise SlurmError(f"{label} exited with status {p.returncode}\n{self.log_tail()}")
