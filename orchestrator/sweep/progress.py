@@ -2,11 +2,17 @@
 
 Progress is driven by the solver's own stderr lines (``fw/device/variant d=N …`` when a measurement starts,
 ``  ok: …``/``  failed: …`` when it ends), read live from the container's log stream.
+
+On a terminal that is a rich progress bar per container. Elsewhere (CI, nohup, a log file) a bar cannot redraw:
+rich would print the bars once, when the sweep ends, and nothing before. There the bars are off and the console
+gets one plain line when a container starts (``start KEY``; the key names framework, version, device and host)
+and one when it ends (``end   KEY STATUS R/N rows ok, F failed, S s: reason``).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from rich.console import Console
@@ -48,9 +54,11 @@ class SweepProgress:
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
         self.console = console or stderr_console()
         self.verbose = verbose
+        #: Not a terminal: one plain line per container start and end instead of bars.
+        self.plain = not self.console.is_terminal
         self.progress = Progress(TextColumn("{task.fields[key]:<24}"), TextColumn("{task.description:<16}"),
                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                 transient=False)
+                                 transient=False, disable=self.plain)
         self._default = HostView(self, None)
 
     def __enter__(self) -> SweepProgress:
@@ -78,12 +86,19 @@ class SweepProgress:
 
 
 class HostView:
-    """The bars and notes of one host; its lines start with ``[host]`` when several hosts run at once."""
+    """The bars and notes of one host; its lines start with ``[host]`` when several hosts run at once.
+
+    One worker thread drives a view, so the running container's state (bar, start time, row counts) lives here,
+    per view; what several views share is the console and the ``Progress``, both safe across threads.
+    """
 
     def __init__(self, parent: SweepProgress, host: str | None) -> None:
         self.parent = parent
         self.host = host
         self._task: TaskID | None = None
+        self._started = 0.0  # time.monotonic() at start()
+        self._ok = 0  # rows of the running container that ended ``ok:`` / ``failed:``
+        self._failed = 0
 
     @property
     def progress(self) -> Progress:
@@ -95,8 +110,14 @@ class HostView:
     def note(self, message: str, style: str = "yellow") -> None:
         self.parent.note(self._prefix() + message, style)
 
+    def _plain(self, text: str) -> None:
+        self.parent.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
     def start(self, key: str, total: int, what: str = "starting") -> None:
         self._task = self.progress.add_task(what, total=total, key=key)
+        self._started, self._ok, self._failed = time.monotonic(), 0, 0
+        if self.parent.plain:
+            self._plain(f"start {key}")  # the key names framework, version, device and host
 
     def line(self, line: str) -> None:
         """Feed one stderr line of the running container."""
@@ -110,6 +131,8 @@ class HostView:
         if kind == "start":
             self.progress.update(self._task, description=f"{fields['variant']} d={fields['dim']}")
         else:
+            self._ok += fields["status"] == "ok"
+            self._failed += fields["status"] == "failed"
             self.progress.advance(self._task)
 
     def finish(self, status: str, detail: str = "") -> None:
@@ -118,7 +141,11 @@ class HostView:
         task = self.progress.tasks[[t.id for t in self.progress.tasks].index(self._task)]
         style = STATUS_STYLE.get(status, "white")
         self.progress.update(self._task, description=f"[{style}]{status}[/{style}]", completed=task.total)
-        if detail:
+        if self.parent.plain:  # one line, the reason on it
+            rows = f"{self._ok}/{int(task.total or 0)} rows ok, {self._failed} failed"
+            reason = f": {detail}" if detail else ""
+            self._plain(f"end   {task.fields['key']} {status} {rows}, {time.monotonic() - self._started:.1f} s{reason}")
+        elif detail:
             self.parent.note(f"  {task.fields['key']}: {detail}", style=style)
         self._task = None
 
