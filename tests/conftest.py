@@ -49,9 +49,30 @@ def solvers_cli():
 
 
 def gdbench(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``gdbench ARGS`` (``python -m orchestrator``) in this interpreter, from the repository root."""
+    """``gdbench ARGS`` (``python -m orchestrator``) in this interpreter, from the repository root.
+
+    For what needs a whole process: a real sweep, its signals, its exit. A refusal is checked in this process
+    with ``refused``."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str, code: int = 2, output_first: bool = False) -> str:
+    """``gdbench ARGS`` through the CLI's entry point in this process, refused: exit ``code`` (2: bad options,
+    nothing started), one ``error:`` line on stderr, and nothing on stdout unless ``output_first`` (a command
+    that prints its data, then refuses to gate on it). Returns the error line.
+
+    Only for what parsing and checking decide; a traceback here is the test's failure, as it is a bug there."""
+    from orchestrator.cli.app import main
+
+    capsys.readouterr()  # what the test printed before is not the command's
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    err = err.strip()
+    assert rc == code, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert output_first or out == "", out
+    return err
 
 
 #: CI sets this: a missing daemon or image then fails the Docker tests instead of skipping them.

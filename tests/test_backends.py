@@ -12,21 +12,13 @@ import pytest
 
 from orchestrator.backends import registry
 from orchestrator.backends.base import HostRecord
-from orchestrator.cli.app import main
 from orchestrator.errors import InvalidOptions, InventoryError
 from orchestrator.hosts import inventory
 from orchestrator.sweep.request import build_request
 from orchestrator.sweep.rundir import MANIFEST_FORMAT, Manifest, RunDir
+from tests.conftest import refused
 
 TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "100", "--iters", "5", "--repeats", "1"]
-
-
-def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    code = main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error:") and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_every_kind_the_registry_names_is_a_plugin_with_settings_and_open() -> None:

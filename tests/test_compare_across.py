@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_merge import host_record, ok_row, versioned_document, write_keyed_run
 
 from orchestrator.errors import InvalidOptions
 from orchestrator.results.compare import compare
 from orchestrator.results.compare_across import compare_across
 from solvers.schema import empty_row
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import gdbench, refused
+from tests.rundocs import host_record, ok_row, versioned_document, write_keyed_run
 
 
 def _ms(start: float, step: float = 0.01, n: int = 7) -> list[float]:
@@ -32,11 +29,6 @@ def _ms(start: float, step: float = 0.01, n: int = 7) -> list[float]:
 
 def ratio(new: float, old: float) -> float:
     return statistics.median(_ms(new)) / statistics.median(_ms(old))
-
-
-def gdbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
 
 
 def numpy_old(scale: float = 1.0, **kw: object) -> dict:
@@ -165,26 +157,22 @@ def test_fail_on_slower_exit_codes(runs: dict[str, Path], tmp_path: Path) -> Non
     assert gdbench("compare", str(only), str(near), "--fail-on-slower").returncode == 0
 
 
-def test_fail_on_slower_with_nothing_matched_is_refused(runs: dict[str, Path]) -> None:
+def test_fail_on_slower_with_nothing_matched_is_refused(runs: dict[str, Path], capsys) -> None:
     plain = gdbench("compare", str(runs["v1264"]), str(runs["jax"]))
     assert plain.returncode == 0  # without the gate: the table, nothing matched
-    result = gdbench("compare", str(runs["v1264"]), str(runs["jax"]), "--fail-on-slower")
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert "no cell was timed on both sides" in lines[0] and "fix:" in lines[0]
+    # The table comes first, then the refusal to gate on nothing.
+    line = refused(capsys, "compare", str(runs["v1264"]), str(runs["jax"]), "--fail-on-slower", output_first=True)
+    assert "no cell was timed on both sides" in line and "fix:" in line
 
 
-def test_across_bad_input_is_one_line(runs: dict[str, Path]) -> None:
-    result = gdbench("compare", str(runs["versions"]), "--across", "compiler")
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and "framework_version" in lines[0] and "host" in lines[0]
-    result = gdbench("compare", str(runs["py311"]), str(runs["py313"]), "--across", "framework_version")
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert "no cells differ only in framework_version: the runs hold one version per framework" in lines[0]
-    assert "gdbench images add" in lines[0] and result.stdout == ""
-    result = gdbench("compare", str(runs["versions"]), "--across", "host")
-    assert result.returncode == 2 and "no cells differ only in host: the runs hold one host" in result.stderr
+def test_across_bad_input_is_one_line(runs: dict[str, Path], capsys) -> None:
+    line = refused(capsys, "compare", str(runs["versions"]), "--across", "compiler")
+    assert "framework_version" in line and "host" in line
+    line = refused(capsys, "compare", str(runs["py311"]), str(runs["py313"]), "--across", "framework_version")
+    assert "no cells differ only in framework_version: the runs hold one version per framework" in line
+    assert "gdbench images add" in line
+    line = refused(capsys, "compare", str(runs["versions"]), "--across", "host")
+    assert "no cells differ only in host: the runs hold one host" in line
 
 
 def test_plain_compare_keys_rows_by_version_where_a_run_holds_several(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -279,7 +279,6 @@ def test_container_past_its_timeout_is_killed_and_the_sweep_goes_on(faulty_sweep
     rec = _rec(m, "numpy-cpu")
     assert rec["status"] == "failed" and rec["timed_out"] is True and rec["oom_killed"] is False
     assert rec["exit_code"] == 137 and rec["reason"] == "timed out after 8 s; container killed"
-    assert 8 <= rec["timings"]["wall_s"] < 60
     doc = schema.loads((out / "numpy-cpu.json").read_text())
     assert doc["status"] == "failed" and doc["error"] == rec["reason"]
     assert all(r["status"] == "failed" and r["time_per_iter_s"] is None and r["reason"] == rec["reason"]

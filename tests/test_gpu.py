@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 from solvers import base, metadata, nvml, options, registry, schema
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference
 from solvers.timing import measure
+from tests import imagechecks
 from tests.conftest import ROOT
 
 TINY = ["--n", "64", "--iters", "3", "--repeats", "1", "--no-sync-check"]
@@ -261,14 +261,6 @@ def test_clock_record_reaches_a_run_through_the_environment(tmp_path: Path, monk
 NEW_SERVICES = {"numba-gpu": ("numba", "numba"), "cupy-gpu": ("cupy", "cupy-cuda12x")}
 
 
-def _images_tests():
-    """tests/test_images.py's lock helpers and checks, reused rather than copied."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import test_images
-
-    return test_images
-
-
 def _build_image():
     spec = importlib.util.spec_from_file_location("build_image", ROOT / "scripts" / "build_image.py")
     module = importlib.util.module_from_spec(spec)
@@ -280,25 +272,24 @@ def _build_image():
 def test_new_gpu_services_parse_and_match_their_locks(service: str) -> None:
     from orchestrator.images.compose import load_compose
 
-    ti = _images_tests()
     svc = load_compose(ROOT / "compose.yaml", env={}).service(service)
     fw, dist = NEW_SERVICES[service]
-    lock = ti.lock_path(fw, "cuda")
-    pins = ti.pins(lock)
+    lock = imagechecks.lock_path(fw, "cuda")
+    pins = imagechecks.pins(lock)
     args = svc.build.args
     assert (svc.framework, svc.flavour, svc.profiles) == (fw, "cuda", ("gpu",))
     assert args["FRAMEWORK_VERSION"] == pins[dist] and svc.image == f"gdbench/{fw}:{pins[dist]}-cuda"
     runtime = pins["nvidia-cuda-runtime-cu12"]
     assert args["CUDA_VERSION"] == ".".join(runtime.split(".")[:2])
     assert _build_image().check(service, svc.image, args) == lock  # the image build's own agreement check
-    ti.test_lock_pins_everything_with_hashes(fw, "cuda")
-    devices = ti.raw_compose()["services"][service]["deploy"]["resources"]["reservations"]["devices"]
+    imagechecks.check_lock(fw, "cuda")
+    devices = imagechecks.raw_compose()["services"][service]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "capabilities": ["gpu"], "count": "all"}]
     if fw == "numba":
-        assert pins["numba"] == ti.framework_pin("numba", "cpu"), "CPU and GPU numba are one release"
+        assert pins["numba"] == imagechecks.framework_pin("numba", "cpu"), "CPU and GPU numba are one release"
         assert "numba-cuda" in pins and "cuda-bindings" in pins
 
 
 @pytest.mark.parametrize("framework", ["numba", "cupy"])
 def test_new_cuda_locks_resolve_to_files_on_pypi(framework: str) -> None:
-    _images_tests().test_cuda_lock_resolves_to_files_on_pypi(framework)
+    imagechecks.check_cuda_lock(imagechecks.lock_path(framework, "cuda"))

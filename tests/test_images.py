@@ -15,55 +15,31 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from solvers import registry, schema
+from solvers import schema
 from tests.conftest import ROOT, SMALL
+from tests.imagechecks import (
+    added_services,
+    check_cuda_lock,
+    check_lock,
+    compose,
+    framework_pin,
+    lock_path,
+    pins,
+    raw_compose,
+)
 
 FRAMEWORKS = ("numpy", "numba", "jax", "tensorflow", "torch")
 GPU_FRAMEWORKS = ("jax", "tensorflow", "torch")
 #: Every CUDA service compose declares: the three above plus numba (numba-cuda) and cupy (GPU only).
 CUDA_SERVICES = (*(f"{f}-gpu" for f in GPU_FRAMEWORKS), "numba-gpu", "cupy-gpu")
-CORE = ("numpy", "jsonschema", "threadpoolctl", "nvidia-ml-py")
 # The orchestrator's hardening, spelled as docker run flags. /tmp needs `exec`: Docker mounts a tmpfs noexec
 # unless told otherwise, and torch.compile loads the kernels it builds there.
 HARDENED = ["--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=512m", "--network", "none", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges"]
 OCI = ("title", "version", "revision", "created", "source")
-
-
-def lock_path(framework: str, flavour: str) -> Path:
-    return ROOT / "images" / framework / f"requirements-{flavour}.txt"
-
-
-def pins(lock: Path) -> dict[str, str]:
-    """name → version of every requirement in a lock."""
-    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;\\]+)",
-                                                     lock.read_text(), re.MULTILINE)}
-
-
-def framework_pin(framework: str, flavour: str, lock: Path | None = None) -> str:
-    locked = pins(lock or lock_path(framework, flavour))
-    return next(locked[d] for d in registry.REGISTRY[framework].dists if d in locked)
-
-
-def added_services() -> set[str]:
-    """Versions declared with ``gdbench images add``: services that build from a lock of their own."""
-    return {s.name for s in compose().services.values() if s.args.get("LOCK")}
-
-
-@cache
-def compose() -> Any:
-    from orchestrator.images.compose import load_compose
-
-    return load_compose(ROOT / "compose.yaml", env={})
-
-
-def raw_compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())
 
 
 # ------------------------------------------------------------------------------------------ locks, compose
@@ -73,24 +49,7 @@ LOCKS = [(f, "cpu") for f in FRAMEWORKS] + [(f, "cuda") for f in GPU_FRAMEWORKS]
 @pytest.mark.parametrize(("framework", "flavour"), LOCKS)
 def test_lock_pins_everything_with_hashes(framework: str, flavour: str) -> None:
     """Every requirement exact and hashed, the solver core included, and a header saying why that version."""
-    lock = lock_path(framework, flavour)
-    text = lock.read_text()
-    header = re.match(r"(#[^\n]*\n)+", text)
-    assert header and "make locks" in header.group(0) and len(header.group(0).splitlines()) >= 4, \
-        "lock header: why this version and how to refresh"
-    reqs = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
-    assert reqs, f"{lock} pins nothing"
-    for block in reqs:
-        assert re.match(r"^[A-Za-z0-9_.-]+(\[[^\]]*\])?==\S+", block), f"not an exact pin: {block.splitlines()[0]}"
-        assert "--hash=sha256:" in block, f"no hash for {block.splitlines()[0]}"
-    pinned = pins(lock)
-    for dist in CORE:
-        assert dist in pinned, f"{lock.name} of {framework} lacks the solver core's {dist}"
-    assert framework_pin(framework, flavour)
-    # The .in file is the lock's source: every top-level requirement it names is pinned in the lock.
-    src = lock.with_suffix(".in").read_text()
-    for name in re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==", src, re.MULTILINE):
-        assert name.lower() in pinned
+    check_lock(framework, flavour)
 
 
 def test_cuda_locks_pin_the_cuda_stack() -> None:
@@ -100,20 +59,6 @@ def test_cuda_locks_pin_the_cuda_stack() -> None:
     assert torch["torch"] == framework_pin("torch", "cpu").split("+")[0], "CPU and CUDA torch are one release"
     assert "triton" in torch and "nvidia-cuda-runtime" in torch
     assert framework_pin("torch", "cpu").endswith("+cpu"), "the CPU image takes PyTorch's CPU build"
-
-
-def _installable(filename: str) -> bool:
-    """A wheel the images' interpreter takes: CPython 3.11 on x86_64 with glibc 2.36 (Debian bookworm)."""
-    from packaging.utils import parse_wheel_filename
-
-    *_, tags = parse_wheel_filename(filename)
-    for tag in tags:
-        glibc = re.fullmatch(r"manylinux_2_(\d+)_x86_64", tag.platform)
-        platform_ok = tag.platform in ("any", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
-                                       "linux_x86_64") or bool(glibc and int(glibc.group(1)) <= 36)
-        if platform_ok and tag.interpreter in ("cp311", "py3", "py311", "cp3") and tag.abi in ("cp311", "abi3", "none"):
-            return True
-    return False
 
 
 @pytest.mark.parametrize("framework", GPU_FRAMEWORKS)
@@ -128,34 +73,6 @@ def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
 def test_added_cuda_lock_resolves_to_files_on_pypi(lock: Path) -> None:
     """The same for every CUDA version added with ``gdbench images add --flavour cuda`` (3.11 base)."""
     check_cuda_lock(lock)
-
-
-def check_cuda_lock(lock: Path) -> None:
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
-
-    text = lock.read_text()
-    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9]", b)]
-
-    def check(block: str) -> str | None:
-        from packaging.utils import canonicalize_name, parse_wheel_filename
-        from packaging.version import Version
-
-        name, version = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", block).groups()
-        hashes = set(re.findall(r"sha256:([0-9a-f]{64})", block))
-        # PyPI's JSON simple index (PEP 691): the same listing pip and uv resolve from.
-        req = urllib.request.Request(f"https://pypi.org/simple/{canonicalize_name(name)}/",
-                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            files = json.load(resp)["files"]
-        ok = [f["filename"] for f in files if f["filename"].endswith(".whl") and not f.get("yanked")
-              and f["hashes"].get("sha256") in hashes and parse_wheel_filename(f["filename"])[1] == Version(version)
-              and _installable(f["filename"])]
-        return None if ok else f"{name}=={version}: no installable wheel with a locked hash on PyPI"
-
-    with ThreadPoolExecutor(8) as pool:
-        problems = [p for p in pool.map(check, blocks) if p]
-    assert not problems, problems
 
 
 def test_compose_declares_every_image_consistently_with_the_locks() -> None:

@@ -31,7 +31,7 @@ from orchestrator.sweep.planner import plan
 from orchestrator.sweep.rundir import RunDir
 from orchestrator.sweep.spec import RunSpec, SweepOptions
 from solvers import registry, schema
-from tests.conftest import ROOT, SMALL, gdbench
+from tests.conftest import ROOT, SMALL, gdbench, refused
 
 pytestmark = pytest.mark.docker
 
@@ -156,7 +156,7 @@ def test_devices_auto_means_cpu_without_nvidia_runtime(engine: DockerEngine, com
 
 # --------------------------------------------------------------------------------- refusals up front
 def test_bad_options_and_missing_parts_start_no_container(engine: DockerEngine, compose: ComposeFile, tmp_path: Path,
-                                                          numpy_image) -> None:
+                                                          numpy_image, capsys) -> None:
     broken = tmp_path / "compose.yaml"
     broken.write_text("services:\n  numpy:\n    image: gdbench/numpy:not-built-cpu\n")
     cases = [
@@ -171,10 +171,8 @@ def test_bad_options_and_missing_parts_start_no_container(engine: DockerEngine, 
     t0 = _now()
     for args, code, message in cases:
         out = tmp_path / f"run{code}-{len(args)}"
-        r = gdbench("run", *SMALL, "--label", mark, *args, "--out", str(out), timeout=120)
-        assert r.returncode == code, (args, r.stderr)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
+        line = refused(capsys, "run", *SMALL, "--label", mark, *args, "--out", str(out), code=code)  # in-process
+        assert message in line, (args, line)
         assert not (out / "manifest.json").exists()
     assert created_containers(engine, t0, _now(), mark) == []
     # The same label on a run that does start proves the check sees what it should.
@@ -185,12 +183,12 @@ def test_bad_options_and_missing_parts_start_no_container(engine: DockerEngine, 
     assert len(created_containers(engine, t1, _now(), mark)) == 1
 
 
-def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path) -> None:
+def test_unreachable_daemon_is_one_line_with_the_fix(tmp_path: Path, capsys, monkeypatch) -> None:
     env = {"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"}
-    r = gdbench("run", "--frameworks", "numpy", *SMALL, "--out", str(tmp_path / "x"), env=env, timeout=120)
-    assert r.returncode == 5
-    assert r.stderr.strip().startswith("error: cannot reach the Docker daemon: the Docker socket does not exist")
-    assert "fix: start the daemon" in r.stderr and "Traceback" not in r.stderr
+    monkeypatch.setenv("DOCKER_HOST", env["DOCKER_HOST"])
+    line = refused(capsys, "run", "--frameworks", "numpy", *SMALL, "--out", str(tmp_path / "x"), code=5)
+    assert line.startswith("error: cannot reach the Docker daemon: the Docker socket does not exist")
+    assert "fix: start the daemon" in line
     d = gdbench("doctor", env=env, timeout=120)
     assert d.returncode == 1 and "docker daemon" in d.stdout and "blocker" in d.stdout
 
@@ -297,7 +295,7 @@ def test_timeout_and_oom_become_failed_documents(engine: DockerEngine, tmp_path:
     assert doc["status"] == "failed" and "timed out after 4 s" in doc["error"]
     assert all(row["time_per_iter_s"] is None for row in doc["results"])
     rec = json.loads((slow / "manifest.json").read_text())["containers"][0]
-    assert rec["timed_out"] is True and rec["timings"]["wall_s"] < 60
+    assert rec["timed_out"] is True and rec["exit_code"] == 137  # killed by the timeout, not ended on its own
 
     big = tmp_path / "big"  # X alone is 400,000 x 100 x 8 B = 320 MB, four times the limit
     r = gdbench("run", "--frameworks", "numpy", "--devices", "cpu", "--dims", "100", "--n", "400000",

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_merge import (  # the shared document builders
+
+from orchestrator.results.compare import compare, min_p_value, render_csv, table_rows
+from orchestrator.results.merge import MERGED_PARQUET, load_runs
+from orchestrator.results.report import plot_series
+from orchestrator.results.report_cells import MARKS
+from orchestrator.results.table import dims_of, records, row_keys
+from solvers.schema import dumps, loads
+from tests.conftest import gdbench, refused
+from tests.rundocs import (  # the shared document builders
     ITERS,
     host_record,
     make_document,
@@ -32,13 +40,6 @@ from test_merge import (  # the shared document builders
     write_keyed_run,
     write_run,
 )
-
-from orchestrator.results.compare import compare, min_p_value, render_csv, table_rows
-from orchestrator.results.merge import MERGED_PARQUET, load_runs
-from orchestrator.results.report import plot_series
-from orchestrator.results.report_cells import MARKS
-from orchestrator.results.table import dims_of, records, row_keys
-from solvers.schema import dumps, loads
 
 REPO = Path(__file__).resolve().parents[1]
 # One thread: on a shared, busy host two BLAS threads contend and repeats become bimodal, burying even a 2x
@@ -92,12 +93,6 @@ def scaled_copy(src: Path, dst: Path, factor: float) -> Path:
                     r[k] *= factor
         (dst / path.name).write_text(dumps(doc))
     return dst
-
-
-def gdbench(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m orchestrator ARGS``: the real entry point, with its one error path."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
 
 
 def lead(cell: str) -> float:
@@ -398,11 +393,9 @@ def test_same_run_id_is_told_apart_by_path(runs: dict[str, Path], tmp_path: Path
     assert "run-a" in render_csv(same)
 
 
-def test_compare_needs_two_runs(runs: dict[str, Path]) -> None:
-    result = gdbench("compare", str(runs["a"]))
-    assert result.returncode == 2
-    assert "at least two runs" in result.stderr and "fix:" in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_compare_needs_two_runs(runs: dict[str, Path], capsys) -> None:
+    line = refused(capsys, "compare", str(runs["a"]))
+    assert "at least two runs" in line and "fix:" in line
 
 
 # ------------------------------------------------------------------------------------- timing diagnostics
@@ -510,7 +503,7 @@ def test_report_real_runs_show_what_their_documents_hold(runs: dict[str, Path], 
     assert not list(report_dir.glob("gpu-*.png"))  # numpy/gpu is unavailable: no GPU timings to plot
 
 
-def test_report_bad_inputs_are_one_line(diag: dict[str, Path], tmp_path: Path) -> None:
+def test_report_bad_inputs_are_one_line(diag: dict[str, Path], tmp_path: Path, capsys) -> None:
     doc = make_document("numpy", "cpu", [ok_row(2, "loop", _ms(1.0))], floor=[{"dim": 2, "time_s": -1}])
     run = write_run(tmp_path / "badfloor", "badfloor", [doc])
     result = gdbench("report", str(run), "--out", str(tmp_path / "r1"))
@@ -529,11 +522,8 @@ def test_report_bad_inputs_are_one_line(diag: dict[str, Path], tmp_path: Path) -
     broken = tmp_path / "broken.csv"
     table.drop(columns=["status"]).to_csv(broken, index=False)
     for args in (["report", str(broken), "--out", str(tmp_path / "r3")], ["compare", str(broken), str(old)]):
-        result = gdbench(*args)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "no column status" in lines[0]
-        assert "fix: regenerate it with `gdbench merge" in lines[0]
+        line = refused(capsys, *args)
+        assert "no column status" in line and "fix: regenerate it with `gdbench merge" in line
     assert not (tmp_path / "r3").exists() and broken.read_text()  # nothing written, the input untouched
 
 
@@ -560,12 +550,10 @@ def test_compare_says_when_a_side_is_flagged_and_when_inconclusive(diag: dict[st
     assert row["flags"] == "noisy" and bool(row.inconclusive)
 
 
-def test_compare_bad_options_are_one_line(diag: dict[str, Path]) -> None:
+def test_compare_bad_options_are_one_line(diag: dict[str, Path], capsys) -> None:
     for option in (["--alpha", "1.5"], ["--min-effect", "-0.1"]):
-        result = gdbench("compare", str(diag["run"]), str(diag["run"]), *option)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2 and len(lines) == 1 and "out of range" in lines[0] and "fix:" in lines[0]
-        assert result.stdout == ""
+        line = refused(capsys, "compare", str(diag["run"]), str(diag["run"]), *option)  # nothing on stdout
+        assert "out of range" in line and "fix:" in line
 
 
 # ------------------------------------------------------------------------------------- versions and hosts

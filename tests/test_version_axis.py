@@ -4,9 +4,6 @@ written)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,7 @@ from orchestrator.backends.local import LocalBackend, installed_version
 from orchestrator.errors import ComposeError, InvalidOptions
 from orchestrator.images.compose import load_compose
 from orchestrator.sweep.spec import parse_frameworks, run_key, split_framework
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, refused
 
 HEAD = ("x-build: &build\n  context: .\n  dockerfile: images/Dockerfile\n"
         "x-args: &args\n  BASE_IMAGE: gdbench/base:bookworm-py3.11\n")
@@ -130,17 +126,6 @@ def test_the_local_backend_runs_only_the_installed_version() -> None:
     assert "--backend docker" in (e.value.fix or "")
 
 
-def gdbench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize(("args", "message"), [
     (["images", "add", "numpy"], "expected FRAMEWORK==VERSION"),
     (["images", "add", "caffe==1.0"], "unknown framework 'caffe'"),
@@ -154,13 +139,13 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     (["run", "--backend", "local", "--frameworks", "nope@1"], "unknown framework 'nope'"),
     (["run", "--backend", "local", "--frameworks", "numpy@1.0.0", "--devices", "cpu"], "runs the numpy installed"),
 ])
-def test_cli_refusals_are_one_line_exit_2_and_leave_compose_alone(tmp_path: Path, args: list[str],
-                                                                  message: str) -> None:
+def test_cli_refusals_are_one_line_exit_2_and_leave_compose_alone(tmp_path: Path, args: list[str], message: str,
+                                                                  capsys, monkeypatch) -> None:
     before = (ROOT / "compose.yaml").read_bytes()
     files = sorted((ROOT / "images").rglob("*"))
-    line = one_error_line(gdbench(*args, "--compose", str(ROOT / "compose.yaml"), cwd=tmp_path)
-                          if args[0] == "images" else gdbench(*args, "--out", str(tmp_path / "run"), cwd=tmp_path))
-    assert message in line
+    monkeypatch.chdir(tmp_path)  # no ./compose.yaml nor ./hosts.toml of the checkout is found by accident
+    where = ["--compose", str(ROOT / "compose.yaml")] if args[0] == "images" else ["--out", str(tmp_path / "run")]
+    assert message in refused(capsys, *args, *where)
     assert (ROOT / "compose.yaml").read_bytes() == before and sorted((ROOT / "images").rglob("*")) == files
     assert not list((tmp_path / "run").glob("*.json"))  # no manifest, no document: nothing was started
 
