@@ -1,5 +1,5 @@
 # gdbench — the front door. On a fresh Debian machine, as root:
-#   make bench-all   Python env, Docker engine if absent, images, full sweep on every device, report
+#   make bench-all   the orchestrator's env, Docker engine if absent, the default images, full sweep, report
 #   make test        Python env, Docker engine, CPU images, lint and the whole test suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -7,12 +7,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(abspath $(VENV))/bin/python
+# The light host environment of bench-all, smoke and doctor: the orchestrator only (frameworks run in images).
+HOST_VENV ?= .venv-host
+HPY := $(abspath $(HOST_VENV))/bin/python
 RESULTS ?= results
 RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
+.PHONY: help venv host-venv system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
 	clean-containers clean
 
 help:  ## list targets
@@ -26,6 +29,16 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+host-venv: $(HOST_VENV)/.installed  ## the orchestrator's own environment (no framework: each runs in its image)
+
+$(HOST_VENV)/.installed: pyproject.toml requirements-host.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install -y python3 python3-venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(HOST_VENV)
+	$(HPY) -m pip install -q --upgrade pip
+	$(HPY) -m pip install -q -r requirements-host.txt
+	$(HPY) -m pip install -q --no-deps -e .
 	@touch $@
 
 system-deps:  ## Debian packages the images and tests need (debootstrap, chromium, docker-compose, iproute2, openssl)
@@ -48,11 +61,11 @@ test: venv system-deps docker slurm images lint  ## everything CI runs
 bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and the gemv floor
 	$(PY) -m solvers bench
 
-bench-all: venv system-deps docker images  ## the full default sweep on every device this host has, then the report
+bench-all: host-venv system-deps docker default-images  ## the full default sweep on every device this host has, then the report
 	@# Failed or unavailable rows (exit 1, 3) are results too: the report shows them. Anything else stops here.
-	@rc=0; $(PY) -m orchestrator run --devices cpu,auto --out $(RUN_DIR) || rc=$$?; \
+	@rc=0; $(HPY) -m orchestrator run --devices cpu,auto --out $(RUN_DIR) || rc=$$?; \
 	case $$rc in 0|1|3) ;; *) exit $$rc ;; esac; \
-	$(PY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report && \
+	$(HPY) -m orchestrator report $(RUN_DIR) --out $(RUN_DIR)/report && \
 	echo "results: $(RUN_DIR)   report: $(RUN_DIR)/report/report.html (sweep exit status $$rc)" >&2
 
 bench-fleet: venv system-deps docker image-numpy  ## the same small sweep on 1, 2 and 3 engines of this host: wall time, shipping
@@ -61,16 +74,20 @@ bench-fleet: venv system-deps docker image-numpy  ## the same small sweep on 1, 
 bench-cluster: venv system-deps docker slurm image-numpy image-numba  ## the same small sweep on the local engine and on 1 and 2 Slurm nodes: per-container cost of the Slurm path
 	$(PY) scripts/bench_cluster.py
 
-doctor: venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
-	$(PY) -m orchestrator doctor
+doctor: host-venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
+	$(HPY) -m orchestrator doctor
 
-smoke: venv system-deps docker images  ## a small sweep over every framework on every device this host has
-	$(PY) -m orchestrator run --devices cpu,auto --dims 2,5 --n 500 --iters 50 --repeats 2 --out $(RUN_DIR)
+smoke: host-venv system-deps docker default-images  ## a small sweep over every framework on every device this host has
+	$(HPY) -m orchestrator run --devices cpu,auto --dims 2,5 --n 500 --iters 50 --repeats 2 --out $(RUN_DIR)
 
-clean-containers: venv  ## remove containers a killed gdbench left behind
-	$(PY) -m orchestrator clean
+default-images: host-venv base-image  ## the images the default sweep runs: each framework's default version, CPU (and CUDA where a GPU is)
+	@$(MAKE) --no-print-directory images-default PY=$(HPY)
+	@if nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then $(MAKE) --no-print-directory images-default FLAVOUR=cuda PY=$(HPY); fi
+
+clean-containers: host-venv  ## remove containers a killed gdbench left behind
+	$(HPY) -m orchestrator clean
 
 clean:  ## remove the Python environment and local caches (not results, not images)
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(HOST_VENV) .cache .pytest_cache .ruff_cache
 
 -include images/images.mk

@@ -4,6 +4,7 @@
 #   make images [FLAVOUR=cpu|cuda]   every declared image of that flavour: each framework's default service
 #                                    (cuda: numba, jax, tensorflow, torch, cupy), then every version added with
 #                                    `gdbench images add` (scripts/build_image.py --added lists them)
+#   make images-default [FLAVOUR=…]  each framework's default image only (what make bench-all runs)
 #   make image-<framework>           one image, e.g. make image-torch FLAVOUR=cuda
 #   make base-image                  the local Debian bookworm + Python 3.11 base (cached)
 #   make wheelhouse                  download the locked wheels (and torch's .debs) for the flavour
@@ -29,8 +30,10 @@ endif
 service = $(if $(filter cuda,$(FLAVOUR)),$(1)-gpu,$(1))
 export DOCKER_BUILDKIT := 0
 
-.PHONY: images base-image wheelhouse gdbench-wheel lock-tool locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
+.PHONY: images images-default base-image wheelhouse gdbench-wheel lock-tool locks image-info $(addprefix image-,$(IMAGE_FRAMEWORKS_all)) \
 	$(addprefix wheelhouse-,$(IMAGE_FRAMEWORKS_all))
+
+images-default: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## each framework's default image of FLAVOUR: what the default sweep runs
 
 images: $(addprefix image-,$(IMAGE_FRAMEWORKS))  ## build every declared image of FLAVOUR (cpu default; FLAVOUR=cuda)
 	@for svc in $$($(PY) scripts/build_image.py --added $(FLAVOUR)); do \
