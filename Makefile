@@ -23,23 +23,23 @@ help:  ## list targets
 
 venv: $(VENV)/.installed  ## the project's Python environment (orchestrator, tests, every framework's CPU build)
 
-$(VENV)/.installed: pyproject.toml requirements-dev.txt
+# One recipe for both environments: $(1) the folder, $(2) its pinned requirements.
+define make_venv
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install -y python3 python3-venv" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
-	@touch $@
+	$(PYTHON) -m venv $(1)
+	$(abspath $(1))/bin/python -m pip install -q --upgrade pip
+	$(abspath $(1))/bin/python -m pip install -q -r $(2)
+	$(abspath $(1))/bin/python -m pip install -q --no-deps -e .
+	@touch $(1)/.installed
+endef
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt
+	$(call make_venv,$(VENV),requirements-dev.txt)
 
 host-venv: $(HOST_VENV)/.installed  ## the orchestrator's own environment (no framework: each runs in its image)
 
 $(HOST_VENV)/.installed: pyproject.toml requirements-host.txt
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install -y python3 python3-venv" >&2; exit 1; }
-	$(PYTHON) -m venv $(HOST_VENV)
-	$(HPY) -m pip install -q --upgrade pip
-	$(HPY) -m pip install -q -r requirements-host.txt
-	$(HPY) -m pip install -q --no-deps -e .
-	@touch $@
+	$(call make_venv,$(HOST_VENV),requirements-host.txt)
 
 system-deps:  ## Debian packages the images and tests need (debootstrap, chromium, docker-compose, iproute2, openssl)
 	@missing=""; for p in debootstrap chromium docker-compose iproute2 openssl; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

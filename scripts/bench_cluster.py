@@ -15,38 +15,28 @@ Usage: python scripts/bench_cluster.py [--frameworks numpy,numba] [--dims 2] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import benchrun  # noqa: E402  (what the sweep benchmarks share)
+
 from tests.slurmcluster import SlurmCluster  # noqa: E402  (the one way this project starts a test cluster)
 
 
 def sweep(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "orchestrator", "run", "--frameworks", args.frameworks, "--devices", "cpu",
-           "--dims", args.dims, "--n", str(args.n), "--iters", str(args.iters), "--repeats", str(args.repeats),
-           "--threads", "1", "--no-sync-check", "--out", str(out), *extra]
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    wall = time.monotonic() - start
-    if done.returncode != 0:
-        sys.exit(f"sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    over = [r["timings"]["overhead_s"] for r in manifest["containers"] if (r.get("timings") or {}).get("overhead_s")]
-    per_host: dict[str, float] = {}
-    for r in manifest["containers"]:
-        per_host[r.get("host") or "local"] = per_host.get(r.get("host") or "local", 0.0) + (
-            (r.get("timings") or {}).get("wall_s") or 0.0)
-    cells = max(per_host.values())  # hosts run side by side: the slowest host's containers
-    return {"wall_s": wall, "containers": len(manifest["containers"]), "overhead_s": sum(over) / len(over),
-            "cells_s": cells}
+    done = benchrun.sweep(["--frameworks", args.frameworks, "--devices", "cpu", "--dims", args.dims, "--n",
+                           str(args.n), "--iters", str(args.iters), "--repeats", str(args.repeats), "--threads", "1",
+                           "--no-sync-check", *extra], out)
+    recs = done.manifest["containers"]
+    over = [r["timings"]["overhead_s"] for r in recs if (r.get("timings") or {}).get("overhead_s")]
+    # Hosts run side by side: what the containers cost in wall time is the slowest host's sum.
+    return {"wall_s": done.wall_s, "containers": len(recs), "overhead_s": sum(over) / len(over),
+            "cells_s": max(done.per_host_s.values())}
 
 
 def main() -> int:

@@ -13,17 +13,17 @@ Usage: python scripts/bench_fleet.py [--hosts-max 3] [--dims 2,5] [--n 2000] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import benchrun  # noqa: E402  (what the sweep benchmarks share)
 
 from tests.engines import engines  # noqa: E402  (the one way this project starts extra engines)
 
@@ -31,21 +31,11 @@ SHIPPED = re.compile(r"(\S+): shipped \S+ \(\w+\): ([\d.]+) MB in ([\d.]+) s")
 
 
 def sweep(hosts_file: Path, out: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "orchestrator", "run", "--hosts", "all", "--hosts-file", str(hosts_file),
-           "--frameworks", "numpy", "--devices", "cpu", "--dims", args.dims, "--n", str(args.n),
-           "--iters", str(args.iters), "--repeats", str(args.repeats), "--threads", "1", "--out", str(out)]
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    wall = time.monotonic() - start
-    if done.returncode != 0:
-        sys.exit(f"sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    per_host = {}
-    for rec in manifest["containers"]:
-        host = rec.get("host") or "local"
-        per_host[host] = per_host.get(host, 0.0) + ((rec.get("timings") or {}).get("wall_s") or 0.0)
+    done = benchrun.sweep(["--hosts", "all", "--hosts-file", str(hosts_file), "--frameworks", "numpy", "--devices",
+                           "cpu", "--dims", args.dims, "--n", str(args.n), "--iters", str(args.iters), "--repeats",
+                           str(args.repeats), "--threads", "1"], out)
     shipped = [(h, float(mb), float(s)) for h, mb, s in SHIPPED.findall(done.stderr)]
-    return {"wall_s": wall, "per_host_s": per_host, "shipped": shipped}
+    return {"wall_s": done.wall_s, "per_host_s": done.per_host_s, "shipped": shipped}
 
 
 def main() -> int:
