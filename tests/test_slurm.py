@@ -251,6 +251,8 @@ def test_hosts_check_has_a_row_per_slurm_host(cluster: SlurmCluster, tmp_path: P
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["drv550"]["reachable"] and "n1" in rows["drv550"]["cpu"] and "drv550" in rows["drv550"]["cpu"]
     assert rows["drv550"]["engine"].startswith("slurm 22.")
+    assert rows["drv550"]["nvidia_runtime"].startswith("runtime docker: ") and "unknown" not in rows["drv550"][
+        "nvidia_runtime"]  # the Docker version a node reports
     assert not rows["bad"]["reachable"] and rows["bad"]["problems"][0]["level"] == "blocker"
 
 

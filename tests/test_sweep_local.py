@@ -147,3 +147,22 @@ def test_busy_host_rule_counts_the_cpus_outside_the_cpuset() -> None:
     line = hostload.busy_warning([0.5, 0.1, 0.1], [0, 1], ncpu=2)
     assert line is not None and "0 CPU(s) outside the sweep's cpuset (2 of 2)" in line
     assert hostload.busy_warning(None, [0], ncpu=2) is None
+
+
+class TwoSlots(LocalBackend):
+    """The local backend told it may run two containers at once, as a scheduler holding two machines would."""
+
+    slots = 2
+
+
+def test_a_backend_with_two_slots_runs_its_containers_on_two_workers(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "run")
+    bar, text = progress()  # not a terminal: one plain line per container start and end
+    sweep = plan(options(frameworks=["numpy", "jax"], devices=["cpu"]), run_dir, TwoSlots(NO_GPU), progress=bar)
+    with run_dir.locked(), bar:
+        code = SweepRunner(sweep, bar).run()
+    said = text.getvalue()
+    assert code == 0, said
+    assert {c["key"]: c["status"] for c in run_dir.manifest().containers} == {"numpy-cpu": "ok", "jax-cpu": "ok"}
+    events = [line.split()[0] for line in said.splitlines() if line.startswith(("start ", "end "))]
+    assert events == ["start", "start", "end", "end"], said  # both running at once; one worker gives start, end, …

@@ -75,4 +75,16 @@ def check_host(entry: HostEntry, compose: ComposeFile) -> HostRow:
     if not matching:
         row.problems.append(doctor.Check("nodes", doctor.BLOCKER, f"no node of partition {s.partition} has the "
                                          f"features {s.constraint}", "sinfo -N -o '%N %f' lists them"))
+        return row
+    row.nvidia_runtime = f"runtime {s.runtime}: {_runtime_on_a_node(slurm, s)}"
     return row
+
+
+def _runtime_on_a_node(slurm: Slurm, s: Settings) -> str:
+    """The runtime's version as one matching node reports it (a step of its own, if a node is free within 10 s)."""
+    probe = "docker version -f '{{.Server.Version}}'" if s.runtime == "docker" else "runc --version | head -1"
+    proc = slurm.run("srun", *s.allocation_args(), "--immediate=10", "--quiet", "bash", "-c", probe, check=False,
+                     timeout=60)
+    if proc.returncode == 0 and proc.stdout.strip():
+        return proc.stdout.strip().splitlines()[0]
+    return f"unknown ({(proc.stderr.strip().splitlines() or ['no node free within 10 s'])[-1][:120]})"
