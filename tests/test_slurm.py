@@ -357,3 +357,19 @@ def test_a_node_drained_mid_sweep_starts_nothing_more_and_resume_runs_the_rest(c
     assert again.returncode == 0, again.stderr
     assert {c["key"]: c["status"] for c in manifest(out)["containers"]} == {
         "numpy-cpu@drv580": "ok", "numpy@1.26.4-cpu@drv580": "ok"}
+
+
+def test_clean_cancels_what_a_killed_orchestrator_left_on_the_cluster(cluster: SlurmCluster, tmp_path: Path) -> None:
+    hosts = hosts_file(tmp_path / "hosts.toml", cluster)
+    out = tmp_path / "run"
+    with sweep_running("drv580", hosts, BUSY, out) as proc:
+        run_id = manifest(out)["run_id"]
+        proc.kill()  # SIGKILL: no cleanup of its own; the allocation and the container stay
+        proc.wait()
+        assert jobs_of(cluster, run_id) and containers_of(run_id)
+    cleaned = gdbench("clean", "--hosts-file", str(hosts), "--hosts", "drv580")
+    assert cleaned.returncode == 0 and "drv580: cancelled 1 Slurm job(s)" in cleaned.stderr, cleaned.stderr
+    deadline = time.monotonic() + 30  # scancel is asynchronous: the job ends within KillWait, then its Epilog
+    while (jobs_of(cluster, run_id) or containers_of(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not jobs_of(cluster, run_id) and not containers_of(run_id)

@@ -124,3 +124,9 @@ def open_hosts(entries: list[HostEntry], context: OpenContext) -> list[Backend]:
                 b.close()
         raise
     return backends
+
+
+def clean_host(entry: HostEntry) -> str:
+    """What a killed orchestrator left on one host, removed (its kind's ``clean``): one line saying what."""
+    clean = getattr(plugin(entry.kind, f"host {entry.name}"), "clean", None)
+    return clean(entry.name, entry.settings) if clean is not None else f"kind {entry.kind} leaves nothing behind"

@@ -173,7 +173,8 @@ def doctor_command(
 
 @app.command("clean")
 def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_file: HostsFileOpt = None) -> int:
-    """Remove every container gdbench labelled (left behind by a killed orchestrator or a lost host)."""
+    """Remove every container gdbench labelled, and cancel its Slurm jobs (left by a killed orchestrator or a lost
+    host)."""
     from orchestrator.backends.docker.engine import DockerEngine
     from orchestrator.hosts import inventory
 
@@ -181,12 +182,10 @@ def clean_command(docker_url: DockerOpt = None, hosts: HostsOpt = None, hosts_fi
         removed = DockerEngine.connect(docker_url).remove_containers()
         err_console().print(f"removed {removed} container(s)")
         return EXIT_OK
+    from orchestrator.backends.registry import clean_host
+
     for entry in inventory.select(inventory.load(hosts_file), hosts or "all"):
-        if entry.kind != "docker":
-            err_console().print(f"{entry.name}: kind {entry.kind} has no Docker engine to clean; skipped")
-            continue
-        removed = DockerEngine.for_host(entry.name, entry.settings).remove_containers()
-        err_console().print(f"{entry.name}: removed {removed} container(s)")
+        err_console().print(f"{entry.name}: {clean_host(entry)}")
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from orchestrator.backends.docker.ship import Shipper
     from orchestrator.backends.registry import OpenContext
 
-__all__ = ["Settings", "open"]
+__all__ = ["Settings", "clean", "open"]
 
 LOCAL = "local"
 
@@ -50,3 +50,10 @@ def _shipper(context: OpenContext) -> Shipper | None:
     except GdbenchError as exc:
         context.note(f"images cannot be shipped (this machine's engine: {exc.message})")
         return None
+
+
+def clean(name: str, settings: Settings) -> str:
+    """Remove the containers gdbench labelled on the host's engine."""
+    from orchestrator.backends.docker.engine import DockerEngine
+
+    return f"removed {DockerEngine.for_host(name, settings).remove_containers()} container(s)"

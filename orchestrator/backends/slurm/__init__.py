@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from orchestrator.hosts.inventory import HostEntry
     from orchestrator.images.compose import ComposeFile
 
-__all__ = ["Settings", "check_host", "open"]
+__all__ = ["Settings", "check_host", "clean", "open"]
 
 
 def open(name: str, settings: Settings, context: OpenContext) -> SlurmBackend:
@@ -88,3 +88,18 @@ def _runtime_on_a_node(slurm: Slurm, s: Settings) -> str:
     if proc.returncode == 0 and proc.stdout.strip():
         return proc.stdout.strip().splitlines()[0]
     return f"unknown ({(proc.stderr.strip().splitlines() or ['no node free within 10 s'])[-1][:120]})"
+
+
+def clean(name: str, settings: Settings) -> str:
+    """Cancel this user's gdbench jobs on the host's partition (by their name); the steps' traps and the Epilog
+    remove their containers."""
+    from orchestrator.backends.slurm.backend import JOB_PREFIX
+
+    slurm = Slurm(settings.slurm_conf)
+    slurm.check_commands()
+    listed = slurm.run("squeue", "-h", "--me", "-p", settings.partition, "-o", "%i %j", timeout=30).stdout
+    jobs = [job for job, _, job_name in (line.partition(" ") for line in listed.splitlines())
+            if job_name.startswith(JOB_PREFIX)]
+    for job in jobs:
+        slurm.cancel(job_id=job)
+    return f"cancelled {len(jobs)} Slurm job(s) ({', '.join(jobs) or 'none'})"

@@ -45,9 +45,13 @@ def _value(text: str | None) -> str | None:
     return None if text in (None, "", "(null)") else text
 
 
+#: What every gdbench job's name starts with (``gdbench clean`` finds them by it).
+JOB_PREFIX = "gdbench-"
+
+
 def job_name(run_id: str, host: str) -> str:
     """Every job of a run carries its run id: ``scancel --name`` finds them after an interrupt."""
-    return f"gdbench-{run_id}-{host}"
+    return f"{JOB_PREFIX}{run_id}-{host}"
 
 
 class SlurmBackend:
