@@ -228,3 +228,69 @@ def test_across_reads_a_merged_csv_from_before_the_host_columns(runs: dict[str, 
     assert result.stderr.strip().splitlines() == [
         f"{old}: no column image_id, host, host_hostname (written by an older gdbench): left empty (host: local)"]
     assert "numpy: 2.4.6 vs 1.26.4: geometric mean ratio" in result.stdout
+
+
+# --------------------------------------------------------------------------- the GPU stack's axes (fixtures)
+# These documents are fixtures: there is no GPU here, so their GPU, driver and CUDA provenance is written by hand
+# (the shape is the orchestrator's own: provenance.host from NVML, the image's io.gdbench.cuda.version label).
+def gpu_doc(scale: float, host: dict, cuda: str = "12.8", version: str = "2.13.0") -> dict:
+    doc = versioned_document("torch", version, [ok_row(2, "fused", [t * scale for t in _ms(0.20)]),
+                                                ok_row(5, "fused", [t * scale for t in _ms(0.30)])],
+                             host=host, device="gpu")
+    doc["provenance"]["image"]["labels"]["io.gdbench.cuda.version"] = cuda
+    doc["provenance"]["image"]["tag"] = f"gdbench/torch:{version}-cuda{cuda.split('.')[0]}"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def gpu_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gpu-axes")
+    before = host_record("gpu1", "NVIDIA H100 80GB HBM3", "550.54.14", "12.4")
+    after = host_record("gpu1", "NVIDIA H100 80GB HBM3", "580.65.06", "13.0")
+    l4 = host_record("gpu2", "NVIDIA L4", "580.65.06", "13.0")
+    return {
+        # The same host before and after a driver upgrade: two runs.
+        "drv550": write_keyed_run(root / "drv550", "drv550", [gpu_doc(1.0, before), numpy_old(host=before)]),
+        "drv580": write_keyed_run(root / "drv580", "drv580", [gpu_doc(0.5, after)]),
+        # Two GPU models, one run over two hosts.
+        "gpus": write_keyed_run(root / "gpus", "gpus", [gpu_doc(1.0, after), gpu_doc(3.0, l4)]),
+        # One framework version from two CUDA builds on one host, in two runs.
+        "cu12": write_keyed_run(root / "cu12", "cu12", [gpu_doc(1.0, after, cuda="12.8")]),
+        "cu13": write_keyed_run(root / "cu13", "cu13", [gpu_doc(1.0, after, cuda="13.0")]),
+    }
+
+
+def test_across_driver_compares_one_host_before_and_after_an_upgrade(gpu_runs: dict[str, Path]) -> None:
+    c = compare_across([gpu_runs["drv550"], gpu_runs["drv580"]], "driver")
+    (group,) = c.groups
+    assert group.framework == "torch" and group.values == ["550.54.14", "580.65.06"]
+    assert all(m.verdicts["580.65.06"].mark == "faster" for m in group.matches)
+    assert group.verdict_lines()[0].startswith("torch: 580.65.06 vs 550.54.14: geometric mean ratio 0.500×")
+    # numpy's CPU rows ran on that host too, but not on its GPU: said, and left out.
+    assert any(w.startswith("4 row(s) carry no driver") and w.endswith("(numpy cpu)") for w in c.warnings), c.warnings
+
+
+def test_across_gpu_matches_cells_on_two_hosts(gpu_runs: dict[str, Path]) -> None:
+    c = compare_across([gpu_runs["gpus"]], "gpu")
+    (group,) = c.groups
+    assert group.values == ["NVIDIA H100 80GB HBM3", "NVIDIA L4"]
+    assert all(m.verdicts["NVIDIA L4"].mark == "slower" for m in group.matches)
+    assert ("inventory host", ["gpu1", "gpu2"]) in group.provenance  # the hosts are shown, not matched
+
+
+def test_across_cuda_compares_two_cuda_builds_of_one_version_and_fails_on_slower(gpu_runs: dict[str, Path],
+                                                                                  tmp_path: Path) -> None:
+    c = compare_across([gpu_runs["cu12"], gpu_runs["cu13"]], "cuda")
+    (group,) = c.groups
+    assert group.values == ["12.8", "13.0"] and {m.verdicts["13.0"].mark for m in group.matches} <= {"", None}
+    slower = compare_across([gpu_runs["drv580"], gpu_runs["drv550"]], "driver")  # newest first: 550 is slower
+    assert {m.verdicts["550.54.14"].mark for m in slower.groups[0].matches} == {"slower"}
+    proc = gdbench("compare", str(gpu_runs["drv580"]), str(gpu_runs["drv550"]), "--across", "driver",
+                   "--fail-on-slower", "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 1, proc.stderr
+    assert "torch: 550.54.14 vs 580.65.06" in proc.stdout + proc.stderr
+
+
+def test_a_gpu_axis_with_one_value_is_one_line_with_the_fix(gpu_runs: dict[str, Path], capsys) -> None:
+    err = refused(capsys, "compare", str(gpu_runs["cu12"]), "--across", "cuda")
+    assert "no cells differ only in cuda" in err and "io.gdbench.cuda.version" in err

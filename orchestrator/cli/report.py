@@ -42,8 +42,9 @@ def compare_command(
     min_effect: Annotated[float, typer.Option(
         help="smallest relative change of the median that is marked, e.g. 0.05 for ±5%")] = MIN_EFFECT,
     across: Annotated[Axis | None, typer.Option(
-        help="match cells that differ only in this (python: the image's Python; image: the image tag), within "
-        "one run or across several, and compare each value with the first (the oldest version)",
+        help="match cells that differ only in this (python: the image's Python; image: the image tag; cuda: the "
+        "image's CUDA runtime; driver: the NVIDIA driver; gpu: the GPU model — these three over GPU rows, across "
+        "hosts), within one run or across several, and compare each value with the first (the oldest version)",
         show_default=False)] = None,
     fail_on_slower: Annotated[bool, typer.Option(
         "--fail-on-slower", help="exit 1 when a matched cell got slower beyond the noise and --min-effect "

@@ -44,12 +44,18 @@ class Axis(enum.StrEnum):
     python = "python"
     image = "image"
     host = "host"
+    cuda = "cuda"
+    driver = "driver"
+    gpu = "gpu"
 
 
 #: The merged column of each axis.
 AXIS_COLUMNS = {"framework_version": "framework_version", "python": "python_version", "image": "image_tag",
-                "host": "host"}
+                "host": "host", "cuda": "cuda_runtime", "driver": "gpu_driver_version", "gpu": "gpu_name"}
 MATCH_FIELDS = ("framework", "framework_version", "device", "variant", "dim", "host", "n", "iters", "dtype", "seed")
+#: Axes whose values belong to a machine's GPU stack: two values are usually two hosts (two nodes, two drivers)
+#: or one host before and after an upgrade, so cells match across hosts; the host is shown, not matched.
+GPU_AXES = ("cuda", "driver", "gpu")
 #: When nothing differs along the axis: what the runs hold, and the command that adds another value.
 NOTHING = {
     "framework_version": ("the runs hold one version per framework",
@@ -61,6 +67,12 @@ NOTHING = {
     "image": ("the runs hold one image per framework version and host",
               "compare runs made with different images of the same framework version"),
     "host": ("the runs hold one host", "run the sweep on several hosts with gdbench run --hosts a,b"),
+    "cuda": ("the runs hold one CUDA runtime per framework version",
+             "compare runs of one framework version from images built for different CUDA runtimes (their "
+             "io.gdbench.cuda.version label)"),
+    "driver": ("the runs hold one NVIDIA driver", "run again after a driver upgrade, or on hosts whose drivers "
+               "differ (Slurm: constraint = \"drv550\" / \"drv580\")"),
+    "gpu": ("the runs hold one GPU model", "run the sweep on hosts with different GPUs (--hosts a,b)"),
 }
 #: Facts shown where they differ between the sides; the engine's hostname is "hostname" here, "host" being an axis.
 PROVENANCE_FIELDS = [("hostname" if col == "host_hostname" else name, col) for name, col in
@@ -154,10 +166,18 @@ def compare_across(paths: Sequence[Path | str], axis: str, alpha: float = ALPHA,
     for c in (*MATCH_FIELDS, column):
         df[f"_{c}"] = df[c].map(text)
     df["_host"] = df["_host"].replace("", "local")
-    match_on = [f"_{c}" for c in MATCH_FIELDS if c != column]
+    warnings: list[str] = []
+    if axis in GPU_AXES:  # CPU rows (and rows whose NVML did not answer) carry no value: said, then left out
+        df.loc[df["device"].map(text) != "gpu", f"_{column}"] = ""  # the host's GPU stack is not what a CPU row ran on
+        none = df[df[f"_{column}"] == ""]
+        if len(none):
+            by = ", ".join(f"{fw} {dev}" for fw, dev in dict.fromkeys(zip(none["framework"], none["device"],
+                                                                          strict=True)))
+            warnings.append(f"{len(none)} row(s) carry no {axis} in their provenance (CPU rows, or NVML absent): "
+                            f"not compared ({by})")
+    match_on = [f"_{c}" for c in MATCH_FIELDS if c != column and not (axis in GPU_AXES and c == "host")]
     run_rank = {label: i for i, label in enumerate(labels)}
     units: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]]]] = []
-    warnings: list[str] = []
     for key, part in df.groupby(match_on, sort=False):
         pooled: dict[str, dict[str, Any]] = {}
         for run, rows in sorted(part.groupby("run", sort=False), key=lambda kv: run_rank[kv[0]]):

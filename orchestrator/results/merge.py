@@ -18,6 +18,7 @@ import pandas as pd
 
 from orchestrator.backends.base import HostRecord
 from orchestrator.errors import InvalidOptions
+from orchestrator.labels import CUDA_VERSION
 from orchestrator.sweep.rundir import RunDir
 from solvers.schema import ROW_FIELDS
 
@@ -50,7 +51,8 @@ LOCAL_HOST = "local"
 FLOOR_COLUMNS = ["floor_s", "floor_call_overhead_bound", "x_floor"]
 PROVENANCE_COLUMNS = [
     "iters", "repeats", "n", "dtype", "seed", "threads", "cpu_model", "hostname", "timestamp_utc", "python_version",
-    "numpy_version", "blas", "gpu_name", "gpu_driver_version", "cuda_driver_version", "image_tag", "image_digest",
+    "numpy_version", "blas", "gpu_name", "gpu_driver_version", "cuda_driver_version", "cuda_runtime", "image_tag",
+    "image_digest",
     "image_id", *HOST_COLUMNS, "source",
 ]
 #: Column order of the merged table; the report and compare read these names.
@@ -115,6 +117,26 @@ def floors(doc: dict[str, Any], source: str, warn: Warn = _warn) -> dict[int, tu
     return out
 
 
+#: Where a framework's own provenance names the CUDA runtime it was built with (torch, TensorFlow, CuPy).
+FRAMEWORK_CUDA_KEYS = ("cuda_build", "cuda_version", "cuda_runtime")
+
+
+def cuda_runtime(prov: dict[str, Any]) -> str | None:
+    """The CUDA runtime a row ran with: the image's label (what its lock resolved), else what the framework
+    says of its build; None for a CPU image and a framework that names none."""
+    label = ((prov.get("image") or {}).get("labels") or {}).get(CUDA_VERSION)
+    if label:
+        return str(label)
+    framework = prov.get("framework") or {}
+    for key in FRAMEWORK_CUDA_KEYS:
+        value = framework.get(key) or (framework.get("details") or {}).get(key)
+        if isinstance(value, int) and value > 1000:  # CuPy's runtimeGetVersion(): 12080 → 12.8
+            return f"{value // 1000}.{value % 1000 // 10}"
+        if value:
+            return str(value)
+    return None
+
+
 def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str, Any] | None = None,
                   warn: Warn = _warn) -> list[dict]:
     """Flatten one solver document into merged rows (provenance repeated on each row for easy grouping)."""
@@ -141,6 +163,7 @@ def document_rows(doc: dict[str, Any], run_id: str, source: str, host: dict[str,
         "gpu_name": gpu.get("name") or host.get("gpu_name"),
         "gpu_driver_version": gpu.get("driver_version") or host.get("driver_version"),
         "cuda_driver_version": gpu.get("cuda_driver_version") or host.get("cuda_driver_version"),
+        "cuda_runtime": cuda_runtime(prov),
         "image_tag": image.get("tag"),
         "image_digest": image.get("digest") or image.get("id"),
         "image_id": image.get("id"),

@@ -38,7 +38,7 @@ WORKLOAD_FIELDS = ("n", "iters", "repeats", "dtype", "seed")
 #: Facts of one (framework, device) document: label and merged column.
 DOCUMENT_FIELDS = [
     ("version", "framework_version"), ("python", "python_version"), ("numpy", "numpy_version"), ("BLAS", "blas"),
-    ("image", "image_tag"), ("image digest", "image_digest"),
+    ("image", "image_tag"), ("image digest", "image_digest"), ("CUDA runtime", "cuda_runtime"),
 ]
 
 
