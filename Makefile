@@ -15,7 +15,7 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv host-venv system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
+.PHONY: help venv host-venv gpu-proof system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
 	clean-containers clean
 
 help:  ## list targets
@@ -73,6 +73,9 @@ bench-fleet: venv system-deps docker image-numpy  ## the same small sweep on 1, 
 
 bench-cluster: venv system-deps docker slurm image-numpy image-numba  ## the same small sweep on the local engine and on 1 and 2 Slurm nodes: per-container cost of the Slurm path
 	$(PY) scripts/bench_cluster.py
+
+gpu-proof: venv  ## on an NVIDIA machine with the frameworks installed (no Docker): every GPU solver vs NumPy loop, one table
+	$(PY) scripts/gpu_proof.py
 
 doctor: host-venv docker  ## is this host ready: Docker, NVIDIA runtime, GPUs, images (each problem with its fix)
 	$(HPY) -m orchestrator doctor
