@@ -1,7 +1,7 @@
 """The same small sweep on this machine's Docker engine and on one and two nodes of a Slurm cluster: what the
 Slurm path costs per container, as a ratio to the Docker path, from one run.
 
-A benchmark, not a test: it prints numbers from one run. The cluster is a real one (tests/slurmcluster.py: one
+A benchmark, not a test: it prints numbers from one run. The cluster is a real one (testbeds/slurmcluster.py: one
 slurmctld and two slurmd on this machine, each node its own features), started and stopped here. Its "nodes" share
 this machine's cores and its one Docker engine, so the solver times say nothing; what is measured is the path
 around them. Per container, "overhead" is the runner's own: wall time (start → document in hand) minus the
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchrun  # noqa: E402  (what the sweep benchmarks share)
 
-from tests.slurmcluster import SlurmCluster  # noqa: E402  (the one way this project starts a test cluster)
+from testbeds.slurmcluster import SlurmCluster  # noqa: E402  (the one way this project starts a test cluster)
 
 
 def sweep(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:

@@ -1,7 +1,7 @@
 """The same small sweep on 1, 2 and 3 Docker engines of this machine: wall time, per-host time, shipping rate.
 
 A benchmark, not a test: it prints ratios from one run. The extra engines are real dockerds started by
-the test harness (tests/engines.py: own data-root, exec-root, socket and network namespace) and removed
+the test harness (testbeds/engines.py: own data-root, exec-root, socket and network namespace) and removed
 afterwards; they start empty, so each sweep also ships the image to them (save → load, streamed). The goal
 the fleet is built for is that N hosts finish in about the wall time of the slowest one; on one machine the
 hosts share its CPUs, so each host gets its own CPU here (``cpuset``), and the numbers say how close it
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchrun  # noqa: E402  (what the sweep benchmarks share)
 
-from tests.engines import engines  # noqa: E402  (the one way this project starts extra engines)
+from testbeds.engines import engines  # noqa: E402  (the one way this project starts extra engines)
 
 SHIPPED = re.compile(r"(\S+): shipped \S+ \(\w+\): ([\d.]+) MB in ([\d.]+) s")
 

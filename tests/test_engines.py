@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from engines import Pki, engines
+
+from testbeds.engines import Pki, engines
 
 
 def _client(url: str, cert_dir: Path | None):

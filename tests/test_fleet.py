@@ -1,6 +1,6 @@
 """A sweep over several real Docker engines, and the faults a fleet adds — each with nothing lost.
 
-Two extra dockerds start for the module (tests/engines.py): ``tls1`` on TCP with TLS over a veth pair,
+Two extra dockerds start for the module (testbeds/engines.py): ``tls1`` on TCP with TLS over a veth pair,
 ``sock2`` on a unix socket, each in its own network namespace with its own data-root. They start empty:
 the numpy image reaches them only through gdbench's own shipping (save → load from this machine's
 engine). Every scenario runs the real ``gdbench`` CLI and ends by checking that no container with
@@ -28,8 +28,8 @@ from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from orchestrator.hosts import inventory
 from orchestrator.labels import MANAGED
+from testbeds.engines import Engine, Pki, engines
 from tests.conftest import ROOT, FaultTable, gdbench
-from tests.engines import Engine, Pki, engines
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("numpy_image"),
               pytest.mark.skipif(os.geteuid() != 0, reason="starting a dockerd needs root")]

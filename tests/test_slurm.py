@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from orchestrator.labels import MANAGED, RUN
+from testbeds.slurmcluster import SlurmCluster, slurm_unavailable
 from tests.conftest import ROOT, gdbench
-from tests.slurmcluster import SlurmCluster, slurm_unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.slurm]
 

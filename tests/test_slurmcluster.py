@@ -1,4 +1,4 @@
-"""Real tests of tests/slurmcluster.py: a throw-away Slurm 22.05 cluster (one slurmctld, two slurmd) on this machine.
+"""Real tests of testbeds/slurmcluster.py: a throw-away Slurm 22.05 cluster (one slurmctld, two slurmd) on this machine.
 
 They check the helper and, on the way, record how Slurm behaves in the cases the orchestrator will meet: placement
 by feature, --exclusive, refused submissions, steps in an allocation, a node dying, the controller going away,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurmcluster import JOB_LABEL, SlurmCluster, SlurmError, slurm_unavailable
+from testbeds.slurmcluster import JOB_LABEL, SlurmCluster, SlurmError, slurm_unavailable
 
 pytestmark = pytest.mark.slurm
 
