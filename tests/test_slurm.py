@@ -193,15 +193,17 @@ def test_a_node_that_fails_mid_sweep_loses_its_cells_and_resume_runs_them(cluste
     said = (tmp_path / "stderr").read_text()
     assert code in (1, 3), said
     recs = {c["key"]: c for c in manifest(out)["containers"]}
-    lost = [r for k, r in recs.items() if k.endswith("@drv580")]
-    assert all(r["status"] in ("failed", "unavailable") for r in lost), lost
+    # A step already running on the node when its slurmd dies may still finish (slurmstepd lives on): its
+    # document is then a whole, checked one. What came after it did not run.
+    lost = [r for k, r in recs.items() if k.endswith("@drv580") and r["status"] != "ok"]
+    assert lost and all(r["status"] in ("failed", "unavailable") for r in lost), recs
     assert any("n2" in (r["reason"] or "") for r in lost), lost  # Slurm's word for what happened to the node
     assert all(r["status"] == "ok" for k, r in recs.items() if k.endswith("@drv550"))  # the other host went on
     again = gdbench("run", "--resume", str(out))
     assert again.returncode == 0, again.stderr
     final = {c["key"]: c for c in manifest(out)["containers"]}
     assert all(r["status"] == "ok" for r in final.values()), final
-    assert {k for k, r in final.items() if not r["resumed"]} == {k for k in recs if k.endswith("@drv580")}
+    assert {k for k, r in final.items() if not r["resumed"]} == {r["key"] for r in lost}
 
 
 @pytest.mark.parametrize(("keys", "message"), [

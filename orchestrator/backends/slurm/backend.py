@@ -246,6 +246,11 @@ class SlurmBackend:
             result.exit_code, result.oom_killed = state.exit_code, state.oom_killed
             result.timed_out, result.process_s = state.timed_out, state.process_s
             return result
+        node = self.slurm.node(self.node) if self.node else {}
+        if any(s in node.get("State", "") for s in NOT_USABLE):  # the step died with its node
+            self._lost = (f"host {self.host}: node {self.node} went {node['State']} (Slurm's reason: "
+                          f"{node.get('Reason') or 'none given'}) while {spec.key} ran")
+            raise HostLost(self._lost, fix="when the node is back: gdbench run --resume RUN_DIR")
         if self.slurm.job(self.job_id).get("JobState") == "RUNNING":  # the step ended, the allocation did not
             result.exit_code, result.timed_out = code, code == step.TIMED_OUT
             return result
