@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure this machine can run a throw-away Slurm cluster for the tests (tests/slurmcluster.py), as root.
+# Make sure this machine can run a throw-away Slurm cluster for the tests (testbeds/slurmcluster.py), as root.
 # Installs Debian's slurm-wlm 22.05 daemons and clients, munge and runc if absent, makes sure a munge key exists and
 # munged answers. No systemd is assumed: munged is started by hand, as the munge user, after clearing a stale pid
 # file or socket a killed daemon left behind. Idempotent and quiet: prints only what it changed, or why it failed.
