@@ -131,6 +131,7 @@ def this_machine(name: str, engine: str, gpus: gpuhost.HostGpus, **facts: Any) -
 
 
 def gpu_facts(gpus: gpuhost.HostGpus, source: str | None) -> dict[str, Any]:
+    """A record's GPU fields from what NVML (or nvidia-smi on a node) said; ``source`` None where nobody asked."""
     return {"driver_version": gpus.driver_version, "cuda_driver_version": gpus.cuda_driver_version,
             "gpu_name": gpus.gpu_name, "gpu_count": len(gpus.gpus), "gpu_source": source}
 

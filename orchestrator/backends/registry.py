@@ -70,6 +70,12 @@ class OpenContext:
             self._shared[key] = make()
         return self._shared[key]
 
+    def close(self) -> None:
+        """Close what the hosts shared (an engine connection), once the sweep or the check is over."""
+        for value in self._shared.values():
+            with contextlib.suppress(Exception):
+                getattr(value, "close", lambda: None)()
+
 
 def names() -> tuple[str, ...]:
     return tuple(PLUGINS)

@@ -5,7 +5,6 @@ now), so ``run_sweep`` takes a single typed argument and never an untyped dict.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,15 @@ def build_request(given: dict[str, Any], *, out: Path | None, resume: Path | Non
     machine's host; with ``--hosts``, each host's table names its kind, and a ``--backend`` that disagrees is
     refused in one line rather than silently ignored.
     """
-    opts_given = parse_backend_opts(backend_opts)
-    before = RunDir(resume).manifest() if resume is not None else None
+    opts_given = registry.parse_opts(backend_opts)
+    before = None
     if resume is not None:
         if out is not None and out != resume:
             raise GdbenchError("give either --out or --resume, not both", fix="--resume DIR writes into DIR")
         opts = resume_options(RunDir(resume), given)
+        before = RunDir(resume).manifest()
         out = resume
-        opts_given = opts_given or dict(before.backend_opts if before else {})
+        opts_given = opts_given or dict(before.backend_opts)
     else:
         opts = SweepOptions.from_dict({**SweepOptions().to_dict(), **{k: v for k, v in given.items() if v is not None}})
     opts.check()
@@ -83,10 +83,6 @@ def build_request(given: dict[str, Any], *, out: Path | None, resume: Path | Non
                       fleet=fleet)
 
 
-def parse_backend_opts(items: list[str] | None) -> dict[str, str]:
-    return registry.parse_opts(items)
-
-
 def resume_options(run_dir: RunDir, given: dict[str, Any]) -> SweepOptions:
     """The sweep of an earlier run in ``run_dir``; options given now must agree on everything that sets the numbers."""
     if not run_dir.holds_run():
@@ -99,9 +95,3 @@ def resume_options(run_dir: RunDir, given: dict[str, Any]) -> SweepOptions:
     merged = {**base.to_dict(), **{k: v for k, v in given.items() if v is not None}}
     return SweepOptions.from_dict(merged)
 
-
-def hosts_of_run(run_dir: Path) -> list[str]:
-    """The hosts a run directory's sweep had (for messages); empty where it had no inventory."""
-    with contextlib.suppress(GdbenchError):
-        return list((RunDir(run_dir).manifest().fleet or {}).get("hosts") or [])
-    return []

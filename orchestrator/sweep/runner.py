@@ -353,3 +353,4 @@ def run_sweep(request: RunRequest, progress: SweepProgress | None = None) -> tup
     finally:
         for backend in backends:
             backend.close()
+        context.close()

@@ -15,8 +15,11 @@ if TYPE_CHECKING:
     from orchestrator.backends.docker.backend import DockerBackend
     from orchestrator.backends.docker.ship import Shipper
     from orchestrator.backends.registry import OpenContext
+    from orchestrator.hosts.check import HostRow
+    from orchestrator.hosts.inventory import HostEntry
+    from orchestrator.images.compose import ComposeFile
 
-__all__ = ["Settings", "clean", "open"]
+__all__ = ["Settings", "check_host", "clean", "open"]
 
 LOCAL = "local"
 
@@ -38,6 +41,12 @@ def open(name: str, settings: Settings, context: OpenContext) -> DockerBackend:
         error="remote engine: NVML is not reachable from here, so its driver and CUDA version are unknown "
               "(the CUDA-vs-driver check cannot run there)")
     return DockerBackend(engine, compose, gpus, shipper)
+
+
+def check_host(entry: HostEntry, compose: ComposeFile, context: OpenContext) -> HostRow:
+    from orchestrator.backends.docker.check import check_host as check
+
+    return check(entry, compose, context)
 
 
 def _shipper(context: OpenContext) -> Shipper | None:

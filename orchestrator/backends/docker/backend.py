@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from orchestrator.backends.base import HostRecord, Prepared, this_machine
+from orchestrator.backends.base import HostRecord, Prepared, gpu_facts, this_machine
 from orchestrator.backends.docker import container
 from orchestrator.backends.docker.engine import DockerEngine, ImageInfo
 from orchestrator.hosts import gpus as gpuhost
@@ -92,14 +92,11 @@ class DockerBackend:
         if self.on_this_machine:
             return this_machine(self.engine.name, "docker", self.gpus, **facts)
         # A remote engine does not say its CPU model, and NVML is not reachable there: those stay unknown.
-        return HostRecord(name=self.engine.name, engine="docker", **facts, driver_version=self.gpus.driver_version,
-                          cuda_driver_version=self.gpus.cuda_driver_version, gpu_name=self.gpus.gpu_name,
-                          gpu_count=len(self.gpus.gpus))
+        return HostRecord(name=self.engine.name, engine="docker", **facts, **gpu_facts(self.gpus, source=None))
 
     def remove_run(self, run_id: str) -> None:
         with contextlib.suppress(Exception):
             self.engine.remove_containers(run_id)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.engine.client.close()
+        self.engine.close()

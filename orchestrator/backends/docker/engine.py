@@ -19,11 +19,12 @@ import docker.tls
 import requests.exceptions
 
 from orchestrator import labels
-from orchestrator.errors import DockerUnavailable, ImageMissing
+from orchestrator.errors import DockerUnavailable, GdbenchError, ImageMissing
 from orchestrator.images.compose import Service
 
 if TYPE_CHECKING:
     from orchestrator.backends.docker.settings import Settings
+    from orchestrator.backends.registry import OpenContext
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ class DockerEngine:
         engine.address = settings.address
         return engine
 
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
     @property
     def base_url(self) -> str:
         return str(self.client.api.base_url)
@@ -251,3 +256,16 @@ def _cdi_gpus(info: dict[str, Any]) -> list[str]:
                     if spec_file.suffix in (".yaml", ".yml", ".json") and "nvidia" in spec_file.read_text()[:4096]:
                         found.append("nvidia.com/gpu=all")
     return sorted({d for d in found if d.startswith("nvidia.com/gpu")})
+
+
+def local_engine(context: OpenContext) -> DockerEngine | None:
+    """This machine's engine, once per sweep or check (where images are built, and what their ids are checked
+    against); None where it does not answer."""
+
+    def connect() -> DockerEngine | None:
+        try:
+            return DockerEngine.connect()
+        except GdbenchError:
+            return None
+
+    return context.shared("docker-local-engine", connect)

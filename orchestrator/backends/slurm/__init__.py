@@ -13,7 +13,6 @@ from orchestrator.backends.slurm.client import Slurm
 from orchestrator.backends.slurm.settings import Settings
 
 if TYPE_CHECKING:
-    from orchestrator.backends.docker.engine import DockerEngine
     from orchestrator.backends.registry import OpenContext
     from orchestrator.backends.slurm.backend import SlurmBackend
     from orchestrator.hosts.check import HostRow
@@ -24,6 +23,7 @@ __all__ = ["Settings", "check_host", "clean", "open"]
 
 
 def open(name: str, settings: Settings, context: OpenContext) -> SlurmBackend:
+    from orchestrator.backends.docker.engine import local_engine
     from orchestrator.backends.slurm.backend import SlurmBackend
     from orchestrator.images.compose import load_compose
 
@@ -32,22 +32,11 @@ def open(name: str, settings: Settings, context: OpenContext) -> SlurmBackend:
     slurm.ping()
     slurm.test_only(settings.allocation_args(), f"host {name}", settings.partition, settings.constraint)
     compose = context.shared("compose", lambda: load_compose(context.compose_path))
-    return SlurmBackend(name, settings, slurm, compose, lambda: context.shared("docker-local-engine", _local_engine),
-                        context.note, context.registry)
+    return SlurmBackend(name, settings, slurm, compose, lambda: local_engine(context), context.note,
+                        context.registry)
 
 
-def _local_engine() -> DockerEngine | None:
-    """This machine's engine: where the images are built, and what their ids are checked against."""
-    from orchestrator.backends.docker.engine import DockerEngine
-    from orchestrator.errors import GdbenchError
-
-    try:
-        return DockerEngine.connect()
-    except GdbenchError:
-        return None
-
-
-def check_host(entry: HostEntry, compose: ComposeFile) -> HostRow:
+def check_host(entry: HostEntry, compose: ComposeFile, context: OpenContext) -> HostRow:
     """The controller, the partition's nodes that match, their features and GRES; every problem with its fix."""
     from orchestrator.errors import GdbenchError
     from orchestrator.hosts import doctor

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends.base import HostRecord, Prepared
+from orchestrator.backends.base import HostRecord, Prepared, gpu_facts
 from orchestrator.backends.docker.container import hardening
 from orchestrator.backends.result import STDERR_KEEP_LINES, ContainerResult
 from orchestrator.backends.slurm import step
@@ -139,8 +139,7 @@ class SlurmBackend:
         info = self.slurm.job(self.job_id)
         self.node = info.get("NodeList") or None
         self._node_info = self.slurm.node(self.node) if self.node else {}
-        facts = self.slurm.run("srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", "bash", "-c",
-                               step.facts_script(), timeout=120)
+        facts = self.slurm.run(*self._step("bash", "-c", step.facts_script()), timeout=120)
         self._facts = step.parse_facts(facts.stdout)
         self._version = self.slurm.version()
         self.note(f"host {self.host}: Slurm job {self.job_id} holds node {self.node} "
@@ -165,8 +164,7 @@ class SlurmBackend:
                         for chunk in engine.client.images.get(image.tag).save(named=True):
                             out.write(chunk)
                     tmp.rename(path)
-                self.slurm.run("srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet",
-                               "docker", "load", "-q", "-i", str(path), timeout=3600)
+                self.slurm.run(*self._step("docker", "load", "-q", "-i", str(path)), timeout=3600)
                 how = f"loaded from {path}"
             else:
                 self._stream_load(engine, image.tag)
@@ -188,18 +186,21 @@ class SlurmBackend:
             if message.get("error"):
                 raise GdbenchError(f"pushing {tag} to {self.registry} failed: {message['error']}",
                                    fix=f"docker login {(self.registry or '').split('/')[0]}")
-        self.slurm.run("srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", "bash", "-c",
-                       f"docker pull -q {remote}:{version} && docker tag {remote}:{version} {tag}", timeout=3600)
+        self.slurm.run(*self._step("bash", "-c", f"docker pull -q {remote}:{version} && docker tag {remote}:{version} "
+                                   f"{tag}"), timeout=3600)
+
+    def _step(self, *argv: str) -> list[str]:
+        """One step of the host's allocation: one task on its one node (srun options first, then the command)."""
+        return ["srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", *argv]
 
     def _node_image_id(self, tag: str) -> str | None:
-        proc = self.slurm.run("srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", "docker",
-                              "image", "inspect", "-f", "{{.Id}}", tag, check=False, timeout=120)
+        proc = self.slurm.run(*self._step("docker", "image", "inspect", "-f", "{{.Id}}", tag), check=False,
+                              timeout=120)
         return proc.stdout.strip() or None if proc.returncode == 0 else None
 
     def _stream_load(self, engine: DockerEngine, tag: str) -> None:
         """``docker save`` here piped into ``docker load`` on the node: srun hands its stdin to the task."""
-        proc = subprocess.Popen(["srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", "docker",
-                                 "load", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(self._step("docker", "load", "-q"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=self.slurm.env)
         assert proc.stdin is not None
         try:
@@ -224,16 +225,15 @@ class SlurmBackend:
         assert image is not None and self.job_id is not None, "prepare() the container first"
         h = hardening(spec, image, image_user=getattr(image, "user", None),
                       labels_of_image=dict(getattr(image, "labels", {}) or {}), gpu=spec.device == "gpu")
-        srun = ["srun", f"--jobid={self.job_id}", "--nodes=1", "--ntasks=1", "--quiet", "--unbuffered"]
         if self.settings.runtime == "oci":
             b = self._bundles[image.tag]
             command = ["env", "-i", *b.env, *(f"{k}={v}" for k, v in h.env.items()),
                        "timeout", f"{max(spec.timeout_s, 0.1):g}s", *b.entrypoint, *h.command]
-            argv = [*srun, f"--container={b.path}", f"--chdir={b.workdir}", *command]
+            argv = self._step("--unbuffered", f"--container={b.path}", f"--chdir={b.workdir}", *command)
         else:
             gpus = (",".join(spec.gpus) if spec.gpus else "all") if spec.device == "gpu" else None
             create = h.cli_args(gpus=gpus, extra_labels={step.JOB_LABEL: self.job_id})
-            argv = [*srun, "bash", "-c", step.docker_step(h.name, create, spec.timeout_s)]
+            argv = self._step("--unbuffered", "bash", "-c", step.docker_step(h.name, create, spec.timeout_s))
         result = ContainerResult(name=h.name)
         t0 = time.perf_counter()
         # The step's own timeout ends the container; this one only guards against a step that hangs.
@@ -321,9 +321,7 @@ class SlurmBackend:
                           kernel=f.get("kernel"), os=f.get("os"), cpu_model=f.get("cpu_model"),
                           ncpu=int(f["ncpu"]) if f.get("ncpu", "").isdigit() else None,
                           architecture=f.get("architecture"), runtimes=[self.settings.runtime],
-                          driver_version=gpus.driver_version, cuda_driver_version=gpus.cuda_driver_version,
-                          gpu_name=gpus.gpu_name, gpu_count=len(gpus.gpus),
-                          gpu_source="nvidia-smi on the node" if gpus.gpus else None,
+                          **gpu_facts(gpus, source="nvidia-smi on the node" if gpus.gpus else None),
                           extra={k: v for k, v in extra.items() if v is not None})
 
     def remove_run(self, run_id: str) -> None:

@@ -41,9 +41,6 @@ class Settings:
         where = f"partition {self.partition}" + (f", constraint {self.constraint}" if self.constraint else "")
         return f"slurm {where}"
 
-    def warning(self, name: str) -> None:
-        return None
-
     def allocation_args(self) -> list[str]:
         """What every request for this host's node says: one whole node of this description."""
         args = ["--partition", self.partition, "--nodes", "1", "--ntasks", "1", "--exclusive"]
