@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import registry
-from orchestrator.backends.result import ContainerResult
 from orchestrator.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -193,7 +192,7 @@ class SweepRunner:
                     # No document: the run directory lacks it, so --resume runs it once the host is back.
                     view.start(item.spec.key, 1)
                     view.finish("unavailable", host.lost)
-                    self._add(self._record(item, "unavailable", host.lost))
+                    self._add(documents.container_record(item, "unavailable", host.lost))
                     continue
                 self._current[me] = item
                 lost = self._run_one(sweep, item, view, load)
@@ -213,7 +212,7 @@ class SweepRunner:
         """Record ``item`` as interrupted unless it has a record: its worker and the main thread may both try."""
         with self._lock:
             if not any(r["key"] == item.spec.key for r in self.records):
-                self.records.append(self._record(item, "interrupted", "interrupted before it finished"))
+                self.records.append(documents.container_record(item, "interrupted", "interrupted before it finished"))
 
     def _add(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -228,10 +227,6 @@ class SweepRunner:
                            f"max {ov['max_s']:.2f} s over {ov['containers']} container(s), {verdict} the "
                            f"{OVERHEAD_GOAL_S:g} s goal", style="cyan")
 
-    def _record(self, item: Planned, status: str, reason: str | None, result: ContainerResult | None = None,
-                doc: dict[str, Any] | None = None, host_load: dict[str, Any] | None = None) -> dict[str, Any]:
-        return documents.container_record(item, status, reason, result, doc, host_load)
-
     def _store(self, sweep: Sweep, item: Planned, doc: dict[str, Any]) -> None:
         documents.attach_provenance(doc, item.image_provenance(), sweep.host_record.to_dict(), item.gpu_request)
         sweep.run_dir.write_document(item.spec.key, doc)
@@ -242,7 +237,7 @@ class SweepRunner:
         doc = documents.synthetic_document(item.spec, status, reason, None, item.framework_version)
         self._store(sweep, item, doc)
         view.finish(status, reason if refused else "")
-        self._add(self._record(item, status, reason, doc=doc, host_load=host_load))
+        self._add(documents.container_record(item, status, reason, doc=doc, host_load=host_load))
 
     def _run_one(self, sweep: Sweep, item: Planned, view: HostView, load: hostload.LoadProbe) -> str | None:
         """One container; returns why the host is lost when it stopped answering, else None."""
@@ -251,7 +246,7 @@ class SweepRunner:
         if item.resumed:
             doc = sweep.run_dir.read_document(spec.key)
             view.finish("skipped", "already in the run directory (resumed)")
-            rec = self._record(item, doc["status"], doc.get("error"), doc=doc)
+            rec = documents.container_record(item, doc["status"], doc.get("error"), doc=doc)
             rec["status_note"] = "resumed"
             self._add(rec)
             return None
@@ -280,7 +275,7 @@ class SweepRunner:
         self._store(sweep, item, doc)
         reason = accepted.rejection or documents.doc_reason(doc)
         view.finish(doc["status"], reason or "")
-        self._add(self._record(item, doc["status"], reason, result, doc, host_load))
+        self._add(documents.container_record(item, doc["status"], reason, result, doc, host_load))
         return None
 
 
@@ -306,7 +301,7 @@ class _HostQueue:
 
 def _slots(sweep: Sweep) -> int:
     """Workers for one host: its backend's slots, never more than it has containers."""
-    return max(1, min(int(getattr(sweep.backend, "slots", 1)), len(sweep.planned)))
+    return max(1, min(sweep.backend.slots, len(sweep.planned)))
 
 
 def _view_name(sweep: Sweep, slot: int, several_hosts: bool) -> str | None:
