@@ -30,7 +30,8 @@ from testbeds.slurmcluster import SlurmCluster  # noqa: E402  (the one way this 
 
 def sweep(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
     done = benchrun.sweep(["--frameworks", args.frameworks, "--devices", "cpu", "--dims", args.dims, "--n",
-                           str(args.n), "--iters", str(args.iters), "--repeats", str(args.repeats), "--threads", "1",
+                           str(args.n), "--iters", str(args.iters), "--repeats", str(args.repeats),
+                           "--max-repeats", str(args.repeats), "--threads", "1",
                            "--no-sync-check", *extra], out)
     recs = done.manifest["containers"]
     over = [r["timings"]["overhead_s"] for r in recs if (r.get("timings") or {}).get("overhead_s")]

@@ -33,7 +33,7 @@ SHIPPED = re.compile(r"(\S+): shipped \S+ \(\w+\): ([\d.]+) MB in ([\d.]+) s")
 def sweep(hosts_file: Path, out: Path, args: argparse.Namespace) -> dict:
     done = benchrun.sweep(["--hosts", "all", "--hosts-file", str(hosts_file), "--frameworks", "numpy", "--devices",
                            "cpu", "--dims", args.dims, "--n", str(args.n), "--iters", str(args.iters), "--repeats",
-                           str(args.repeats), "--threads", "1"], out)
+                           str(args.repeats), "--max-repeats", str(args.repeats), "--threads", "1"], out)
     shipped = [(h, float(mb), float(s)) for h, mb, s in SHIPPED.findall(done.stderr)]
     return {"wall_s": done.wall_s, "per_host_s": done.per_host_s, "shipped": shipped}
 

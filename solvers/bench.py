@@ -34,6 +34,7 @@ import numpy as np
 from . import registry, threads
 from .base import Framework, Unavailable
 from .problem import ProblemData, ProblemSpec
+from .timing import Sampling
 
 #: Targets, as ratios measured in the same run.
 TARGET_D100_SPEEDUP = 2.0
@@ -67,11 +68,11 @@ class Row:
 
 
 def _measure(fw: Framework, variant: str, data: ProblemData, ref: tuple[np.ndarray, float], spec: ProblemSpec,
-             repeats: int) -> dict[str, Any]:
+             sampling: Sampling) -> dict[str, Any]:
     from .timing import measure
 
     return measure(lambda: fw.make_solver("cpu", variant), data, ref, variant=variant, iters=spec.iters,
-                   repeats=repeats, dtype=spec.dtype, gpu_state=lambda: None)
+                   sampling=sampling, dtype=spec.dtype, gpu_state=lambda: None)
 
 
 def _load(names: list[str], n_threads: int, log: TextIO) -> tuple[dict[str, Framework], list[str]]:
@@ -229,7 +230,8 @@ def _rerun_without_blas_env(args: argparse.Namespace, stdout: TextIO) -> int | N
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_BLAS_VARS}
     env[_CLEARED_MARK] = " ".join(f"{k}={v}" for k, v in cleared.items())
     argv = [sys.executable, "-m", "solvers", "bench", "--dims", str(args.dims), "--n", str(args.n),
-            "--iters", str(args.iters), "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--iters", str(args.iters), "--repeats", str(args.repeats), "--max-repeats", str(args.max_repeats),
+            "--ci-width", str(args.ci_width), "--row-budget", str(args.row_budget), "--threads", str(args.threads),
             "--frameworks", str(args.frameworks)]
     print(f"re-running the bench without {env[_CLEARED_MARK]} (unset in the images)", file=sys.stderr, flush=True)
     stdout.flush()
@@ -244,8 +246,9 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     log = sys.stderr
     try:
         dims = options.dims(str(args.dims))
-        for name in ("n", "iters", "repeats", "threads"):
+        for name in ("n", "iters", "threads"):
             options.check_int(name, getattr(args, name))
+        options.check_sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
     except options.OptionError as exc:
         print(f"invalid arguments: {exc}", file=stdout, flush=True)
         return 2
@@ -260,10 +263,12 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     blas = threads.limit_blas(args.threads)
 
     spec = problem.ProblemSpec(n=args.n, iters=args.iters)
+    sampling = Sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
     env = {v: os.environ[v] for v in BLAS_ENV_VARS if v in os.environ}
     cleared = os.environ.get(_CLEARED_MARK)
     report = [
-        f"gdbench bench: n={spec.n} iters={spec.iters} repeats={args.repeats} dtype={spec.dtype} "
+        f"gdbench bench: n={spec.n} iters={spec.iters} repeats={args.repeats}…{args.max_repeats} "
+        f"(until ±{args.ci_width:.0%} or {args.row_budget:g} s) dtype={spec.dtype} "
         f"threads={args.threads} (cpus {thread_info['cpus_pinned']})",
         _blas_line("BLAS: ", blas),
         "BLAS environment: " + (" ".join(f"{k}={v}" for k, v in env.items()) or "none set")
@@ -287,7 +292,7 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
         for name, fw in frameworks.items():
             for variant in fw.variants["cpu"]:
                 print(f"{name}/cpu/{variant} d={dim} …", file=log, flush=True)
-                res = _measure(fw, variant, data, ref, spec, args.repeats)
+                res = _measure(fw, variant, data, ref, spec, sampling)
                 ms = res["time_per_iter_s"] * 1e3 if res["status"] == "ok" else None
                 rows.append(Row(name, variant, dim, res["status"], ms, res["reason"], list(res["flags"]),
                                 res["iqr_rel"]))

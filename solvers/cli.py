@@ -23,6 +23,7 @@ from . import options, registry, threads
 from .base import DEVICES, VARIANTS, Framework, Unavailable
 from .options import DEFAULTS, OptionError, default_threads
 from .problem import ProblemSpec
+from .timing import Sampling
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -42,6 +43,27 @@ class _Parser(argparse.ArgumentParser):
         raise InvalidInput(message)
 
 
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    """The adaptive-repeats options of ``run`` and ``bench`` (``timing.Sampling``; defaults in ``options``)."""
+    parser.add_argument("--repeats", type=int, default=DEFAULTS.repeats,
+                        help="timed runs per (dim, variant), at least; more until the interval is narrow")
+    parser.add_argument("--max-repeats", type=int, default=DEFAULTS.max_repeats,
+                        help="timed runs per (dim, variant), at most (= --repeats: exactly that many)")
+    parser.add_argument("--ci-width", type=float, default=DEFAULTS.ci_width,
+                        help="stop once the median's 95%% interval is within ± this fraction of it")
+    parser.add_argument("--row-budget", type=float, default=DEFAULTS.row_budget_s,
+                        help="stop adding repeats once they have taken this many seconds")
+
+
+def sampling(args: argparse.Namespace) -> Sampling:
+    """The checked ``Sampling`` of parsed ``run``/``bench`` arguments (``InvalidInput`` if no rule)."""
+    try:
+        options.check_sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
+    except OptionError as exc:
+        raise InvalidInput(str(exc)) from None
+    return Sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m solvers", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dims", default=_csv(DEFAULTS.dims), help="comma list of dimensions d")
     run.add_argument("--n", type=int, default=DEFAULTS.n, help="rows of X")
     run.add_argument("--iters", type=int, default=DEFAULTS.iters, help="gradient steps per run")
-    run.add_argument("--repeats", type=int, default=DEFAULTS.repeats, help="timed runs per (dim, variant)")
+    _add_sampling(run)
     run.add_argument("--dtype", default=DEFAULTS.dtype, help="float64 or float32")
     run.add_argument("--seed", type=int, default=DEFAULTS.seed)
     run.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
@@ -67,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dims", default=_csv(DEFAULTS.bench_dims))
     bench.add_argument("--n", type=int, default=DEFAULTS.n)
     bench.add_argument("--iters", type=int, default=DEFAULTS.iters)
-    bench.add_argument("--repeats", type=int, default=DEFAULTS.repeats)
+    _add_sampling(bench)
     bench.add_argument("--threads", type=int, default=default_threads())
     bench.add_argument("--frameworks", default=",".join(registry.FRAMEWORKS))
     bench.add_argument("--keep-blas-env", action="store_true",
@@ -82,11 +104,12 @@ def _spec(args: argparse.Namespace) -> ProblemSpec:
         raise InvalidInput(f"unknown device {args.device!r}; choose from {', '.join(DEVICES)}")
     try:
         options.check_dtype(args.dtype)
-        for name in ("n", "iters", "repeats", "threads"):
+        for name in ("n", "iters", "threads"):
             options.check_int(name, getattr(args, name))
         options.check_lr(args.lr)
     except OptionError as exc:
         raise InvalidInput(str(exc)) from None
+    args.sampling = sampling(args)
     return ProblemSpec(n=args.n, iters=args.iters, lr=args.lr, dtype=args.dtype, seed=args.seed)
 
 
@@ -104,7 +127,8 @@ def _document(args: argparse.Namespace, status: str, error: str | None, results:
         "status": status,
         "error": error,
         "problem": problem_record(n=get("n", 0), dims=dims, iters=get("iters", 0), repeats=get("repeats", 0),
-                                  dtype=str(get("dtype", "")), seed=get("seed", 0), lr=get("lr", 0.0)),
+                                  dtype=str(get("dtype", "")), seed=get("seed", 0), lr=get("lr", 0.0),
+                                  sampling=get("sampling").record() if get("sampling") else None),
         "provenance": provenance
         or metadata.collect({"name": str(get("framework", "")), "version": None}, {}, None, gpu=False),
         "results": results,
@@ -188,7 +212,7 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
             fw.reset_peak_device_memory(args.device)
             simulated = fw.simulated(args.device)
             row = measure(lambda v=variant: fw.make_solver(args.device, v), data, ref, variant=variant,
-                          iters=spec.iters, repeats=args.repeats, dtype=spec.dtype, gpu_state=gpu_state,
+                          iters=spec.iters, sampling=args.sampling, dtype=spec.dtype, gpu_state=gpu_state,
                           check_sync=not args.no_sync_check, simulated=simulated,
                           sampler=nvml.open_window if gpu and not simulated else None)
             row["peak_device_bytes"] = fw.peak_device_memory(args.device) if gpu else None

@@ -25,7 +25,13 @@ class Defaults:
     dims: tuple[int, ...] = (2, 5, 10, 20, 50, 100)
     n: int = 10_000
     iters: int = 1_000
-    repeats: int = 7
+    #: Timed repeats per row: at least ``repeats`` (5: the fewest with which compare's Mann-Whitney test can
+    #: reject at α = 0.05 with one overlapping pair), then more until the median's 95 % interval is within
+    #: ±``ci_width`` of it, ``max_repeats`` are done or the repeats have taken ``row_budget_s``.
+    repeats: int = 5
+    max_repeats: int = 30
+    ci_width: float = 0.02
+    row_budget_s: float = 2.0
     dtype: str = "float64"
     seed: int = 0
     lr: float = 1e-3
@@ -78,6 +84,18 @@ def check_int(name: str, value: int) -> int:
     if value < low:
         raise OptionError(f"--{name} must be >= {low}, got {value}")
     return value
+
+
+def check_sampling(repeats: int, max_repeats: int, ci_width: float, row_budget_s: float) -> None:
+    """The adaptive-repeats options together: a maximum below the minimum or a budget of nothing is no rule."""
+    check_int("repeats", repeats)
+    if max_repeats < repeats:
+        raise OptionError(f"--max-repeats ({max_repeats}) must be >= --repeats ({repeats}); "
+                          f"equal values time exactly that many repeats")
+    if not 0 <= ci_width < 1:
+        raise OptionError(f"--ci-width is a fraction of the median in [0, 1) (0.02 = ±2 %), got {ci_width}")
+    if not row_budget_s > 0:
+        raise OptionError(f"--row-budget must be > 0 seconds, got {row_budget_s}")
 
 
 def check_lr(value: float) -> float:

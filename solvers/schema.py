@@ -7,6 +7,7 @@ refused rather than guessed at.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,8 @@ RESULT = {
         "min_s": _num,
         "cv": _num,
         "repeat_times_s": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}},
+        #: How the repeats were sampled: the rule (min/max repeats, interval width, budget) and why they stopped.
+        "sampling": _obj,
         "compile_s": _num,
         "transfer_s": _num,
         "max_rel_error": _num,
@@ -103,6 +106,7 @@ DOCUMENT = {
                 "dims": {"type": "array", "items": {"type": "integer"}},
                 "iters": {"type": "integer"},
                 "repeats": {"type": "integer"},
+                "sampling": _obj,
                 "dtype": {"type": "string"},
                 "seed": {"type": "integer"},
                 "lr": {"type": "number"},
@@ -158,9 +162,19 @@ def utc_now() -> str:
 
 
 def problem_record(*, n: int, dims: list[int], iters: int, repeats: int, dtype: str, seed: int,
-                   lr: float) -> dict[str, Any]:
-    return {"n": n, "dims": list(dims), "iters": iters, "repeats": repeats, "dtype": dtype, "seed": seed,
-            "lr": lr, "noise_std": NOISE_STD}
+                   lr: float, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``repeats`` is the minimum number of timed repeats; ``sampling`` the whole rule (``timing.Sampling``)."""
+    record = {"n": n, "dims": list(dims), "iters": iters, "repeats": repeats, "dtype": dtype, "seed": seed,
+              "lr": lr, "noise_std": NOISE_STD}
+    if sampling is not None:
+        record["sampling"] = sampling
+    return record
+
+
+def sampling_record(*, min_repeats: int, max_repeats: int, ci_width: float, budget_s: float) -> dict[str, Any]:
+    """The adaptive-repeats rule as documents record it (``problem.sampling``, each row's ``sampling``)."""
+    return {"min_repeats": min_repeats, "max_repeats": max_repeats, "ci_width": ci_width,
+            "budget_s": budget_s if math.isfinite(budget_s) else None}
 
 
 def not_run_document(*, framework: str, device: str, status: str, reason: str, problem: dict[str, Any],

@@ -1,11 +1,13 @@
 """The timing protocol, written once for every framework and used alike by ``run`` and the bench.
 
 Per (dim, variant): transfer (outside the clock) → first call timed alone as ``compile_s`` → correctness
-against the float64 reference (a failure carries no timing) → ``repeats`` timed runs, each ended by a device
-sync, with their spread → a sync check over runs of k, 2k, 3k and 4k iterations in a balanced order, fitted
-as time against iterations. A clock that misses queued asynchronous work sees a ratio t(2k)/t(k) near 1
-and fails; a ratio above the expected range only means the speed moved during the check, so the row keeps
-its time and is flagged. A row that failed only its sync check gets one fresh attempt (``measure``).
+against the float64 reference (a failure carries no timing) → timed runs, each ended by a device sync,
+sampled adaptively (``Sampling``: a minimum, then until the median's 95 % interval is narrow enough or the
+row's budget is spent) → a sync check over runs of k, 2k, 3k and 4k iterations in a balanced order, fitted
+as time against iterations, k chosen from the measured time so one run lasts ``SYNC_MIN_SECONDS``. A clock
+that misses queued asynchronous work sees a ratio t(2k)/t(k) near 1 and fails; a ratio above the expected
+range only means the speed moved during the check, so the row keeps its time and is flagged. A row that
+failed only its sync check gets one fresh attempt (``measure``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from .base import Solver
 from .problem import TOLERANCE, ProblemData, max_rel_error
-from .schema import empty_row
+from .schema import empty_row, sampling_record
 
 #: t(2k)/t(k) must reach the lower bound: a clock that misses queued work sees ~1. Above the upper bound
 #: the speed changed between runs (a shared or frequency-scaling CPU), which cannot mean a wrong time.
@@ -35,11 +38,16 @@ SYNC_MAX_ITERS = 1 << 22
 #: (ABBA), so neither a drift nor a speed that flips from run to run lands on one length only.
 SYNC_MULTIPLES = (1, 2, 3, 4)
 SYNC_ROUNDS = 4
+#: After this many rounds (one whole ABBA) a ratio inside ``SYNC_RATIO`` settles the check; any other ratio
+#: (a possible failure, or unstable) gets every round before it is judged.
+SYNC_SETTLED_ROUNDS = 2
 #: A check below the lower bound is repeated once at twice k, where a burst of load weighs half as much.
 SYNC_ATTEMPTS = 2
 #: Spread above which a row is flagged ``noisy``: differences between rows smaller than this cannot be read.
 NOISY_CV = 0.10
 NOISY_IQR_REL = 0.10
+#: The median's standard error over the sample's: sqrt(pi/2) for normal samples (asymptotic).
+MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
 #: Two-sided 95 % Student t quantiles by degrees of freedom (the slope's interval); 1.96 beyond the table.
 _T95 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 18: 2.101, 20: 2.086, 25: 2.060,
@@ -81,14 +89,18 @@ def fit_slope(points: list[tuple[int, float]]) -> dict[str, Any]:
             "intercept_s": float(y.mean() - slope * x.mean())}
 
 
-def sync_check(solver: Solver, iters: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(``sync_check``, ``slope``): runs of k…4k iterations in ABBA order, k grown to ``SYNC_MIN_SECONDS``.
+def sync_check(solver: Solver, iters: int, per_iter_s: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``sync_check``, ``slope``): runs of k…4k iterations in ABBA order, one k run lasting ``SYNC_MIN_SECONDS``.
 
-    ``ratio`` is the fastest 2k run over the fastest k run: load on a shared host only adds time, so the
-    fastest of several runs is the estimate a burst cannot move. ``passed`` is false only below the lower
-    bound; above the upper one the check says ``unstable``.
+    k comes from ``per_iter_s`` (the repeats' median) where known, else from ``iters``, and grows until a
+    k run really lasts that long. ``ratio`` is the fastest 2k run over the fastest k run: load on a shared
+    host only adds time, so the fastest of several runs is the estimate a burst cannot move. ``passed`` is
+    false only below the lower bound; above the upper one the check says ``unstable``. A ratio inside the
+    bounds after ``SYNC_SETTLED_ROUNDS`` ends the check early (``rounds`` says how many ran).
     """
     k = iters
+    if per_iter_s and per_iter_s > 0:
+        k = max(1, min(SYNC_MAX_ITERS, math.ceil(1.1 * SYNC_MIN_SECONDS / per_iter_s)))
     t_k, _ = _timed(solver, k)
     while t_k < SYNC_MIN_SECONDS and k < SYNC_MAX_ITERS:
         k *= 2 if t_k <= 0 else max(2, min(64, math.ceil(SYNC_MIN_SECONDS / t_k)))
@@ -104,15 +116,22 @@ def sync_check(solver: Solver, iters: int) -> tuple[dict[str, Any], dict[str, An
         for rnd in range(SYNC_ROUNDS):
             for m in SYNC_MULTIPLES if rnd % 2 == 0 else SYNC_MULTIPLES[::-1]:
                 points.append((m * k, _timed(solver, m * k)[0]))
-        best = {m: min(t for n, t in points if n == m * k) for m in SYNC_MULTIPLES}
-        ratio = best[2] / max(best[1], 1e-12)
+            ratio = _sync_ratio(points, k)
+            if rnd + 1 >= SYNC_SETTLED_ROUNDS and SYNC_RATIO[0] <= ratio <= SYNC_RATIO[1]:
+                break
         check = {"iters": k, "ratio": round(ratio, 4), "passed": ratio >= SYNC_RATIO[0],
-                 "unstable": ratio > SYNC_RATIO[1], "bounds": list(SYNC_RATIO), "attempts": attempt + 1}
+                 "unstable": ratio > SYNC_RATIO[1], "bounds": list(SYNC_RATIO), "attempts": attempt + 1,
+                 "rounds": rnd + 1}
         if check["passed"]:
             break
     slope = fit_slope(points)
     return check, {k_: (v if not isinstance(v, float) else v if math.isfinite(v) else None)
                    for k_, v in slope.items()}
+
+
+def _sync_ratio(points: list[tuple[int, float]], k: int) -> float:
+    best = {m: min(t for n, t in points if n == m * k) for m in (1, 2)}
+    return best[2] / max(best[1], 1e-12)
 
 
 def async_probe(solver: Solver, iters: int) -> dict[str, Any]:
@@ -132,6 +151,53 @@ def async_probe(solver: Solver, iters: int) -> dict[str, Any]:
     resync = time.perf_counter() - t1
     return {"iters": iters, "dispatch_s": dispatch, "synced_s": synced, "resync_s": resync,
             "dispatch_fraction": round(dispatch / synced, 4) if synced > 0 else None}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many timed repeats a row takes: ``min_repeats``, then one more at a time until the median's 95 %
+    interval is within ±``ci_width`` of it (``interval``), ``max_repeats`` ran, or the repeats have taken
+    ``budget_s`` (``budget``). Settled rows stop early; a noisy row spends its budget and keeps its flag."""
+
+    min_repeats: int
+    max_repeats: int
+    ci_width: float
+    budget_s: float
+
+    @classmethod
+    def fixed(cls, repeats: int) -> Sampling:
+        """Exactly ``repeats`` timed runs, whatever their spread."""
+        return cls(repeats, repeats, 0.0, math.inf)
+
+    def stop(self, times: list[float]) -> str | None:
+        """Why sampling stops after ``times``, or None to time one more repeat."""
+        n = len(times)
+        if n < self.min_repeats:
+            return None
+        if median_ci_rel(times) <= self.ci_width:
+            return "interval"
+        if n >= self.max_repeats:
+            return "max_repeats"
+        if sum(times) >= self.budget_s:
+            return "budget"
+        return None
+
+    def record(self) -> dict[str, Any]:
+        return sampling_record(min_repeats=self.min_repeats, max_repeats=self.max_repeats, ci_width=self.ci_width,
+                               budget_s=self.budget_s)
+
+
+def median_ci_rel(times: list[float]) -> float:
+    """Half-width of the median's 95 % interval over the median: t(n-1) · sqrt(pi/2) · s / sqrt(n) / median.
+
+    The normal approximation of the median's standard error: an outlier widens it (more repeats), never
+    narrows it. Below two repeats there is no interval (infinite).
+    """
+    n = len(times)
+    median = statistics.median(times) if times else 0.0
+    if n < 2 or median <= 0:
+        return math.inf
+    return t95(n - 1) * MEDIAN_SE_FACTOR * statistics.stdev(times) / math.sqrt(n) / median
 
 
 def spread(times: list[float]) -> dict[str, float]:
@@ -198,7 +264,7 @@ def measure(
     *,
     variant: str,
     iters: int,
-    repeats: int,
+    sampling: Sampling,
     dtype: str,
     gpu_state: Callable[[], dict[str, Any] | None],
     check_sync: bool = True,
@@ -216,7 +282,7 @@ def measure(
     work fails again), and the row that counts carries the flag ``retried``.
     """
     def attempt() -> dict[str, Any]:
-        return _attempt(make_solver, data, reference, variant=variant, iters=iters, repeats=repeats, dtype=dtype,
+        return _attempt(make_solver, data, reference, variant=variant, iters=iters, sampling=sampling, dtype=dtype,
                         gpu_state=gpu_state, check_sync=check_sync, simulated=simulated, sampler=sampler)
 
     row = attempt()
@@ -231,13 +297,14 @@ def measure(
 
 
 def _attempt(make_solver: Callable[[], Solver], data: ProblemData, reference: tuple[np.ndarray, float], *,
-             variant: str, iters: int, repeats: int, dtype: str, gpu_state: Callable[[], dict[str, Any] | None],
-             check_sync: bool, simulated: bool, sampler: Callable[[], Window | None] | None) -> dict[str, Any]:
+             variant: str, iters: int, sampling: Sampling, dtype: str,
+             gpu_state: Callable[[], dict[str, Any] | None], check_sync: bool, simulated: bool,
+             sampler: Callable[[], Window | None] | None) -> dict[str, Any]:
     row = empty_row(data.d, variant, "failed", None)
     row["tolerance"] = TOLERANCE[dtype]
     start = _host_sample()
     try:
-        _run_checked(row, make_solver, data, reference, iters=iters, repeats=repeats, dtype=dtype,
+        _run_checked(row, make_solver, data, reference, iters=iters, sampling=sampling, dtype=dtype,
                      gpu_state=gpu_state, check_sync=check_sync, simulated=simulated, sampler=sampler)
     except _Failed as exc:
         row["reason"] = str(exc)
@@ -252,6 +319,10 @@ def _attempt(make_solver: Callable[[], Solver], data: ProblemData, reference: tu
     return row
 
 
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
+
+
 def _layout(solver: Solver, data: ProblemData) -> dict[str, Any]:
     """Where X starts within a 64-byte line, and what the solver's own re-layout of it costs in memory."""
     return {"x_alignment": int(data.X.ctypes.data % 64), "extra_bytes": getattr(solver, "extra_bytes", 0),
@@ -259,7 +330,7 @@ def _layout(solver: Solver, data: ProblemData) -> dict[str, Any]:
 
 
 def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: ProblemData,
-                 reference: tuple[np.ndarray, float], *, iters: int, repeats: int, dtype: str,
+                 reference: tuple[np.ndarray, float], *, iters: int, sampling: Sampling, dtype: str,
                  gpu_state: Callable[[], dict[str, Any] | None], check_sync: bool, simulated: bool,
                  sampler: Callable[[], Window | None] | None) -> None:
     solver = make_solver()
@@ -282,7 +353,11 @@ def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: P
         return
     window = sampler() if sampler else None
     try:
-        times = [_timed(solver, iters)[0] for _ in range(repeats)]
+        times: list[float] = []
+        while (stop := sampling.stop(times)) is None:
+            times.append(_timed(solver, iters)[0])
+        row["sampling"] = {**sampling.record(), "repeats": len(times), "stop": stop,
+                           "ci_rel": _finite(median_ci_rel(times))}
         if window is not None:  # may run more loops, outside ``times``, until the energy window is long enough
             row.update(window.finish(lambda: _timed(solver, iters)[0], iters=iters, runs=len(times)))
     finally:
@@ -296,7 +371,7 @@ def _run_checked(row: dict[str, Any], make_solver: Callable[[], Solver], data: P
     flags: list[str] = []
     if check_sync:
         row["async_probe"] = async_probe(solver, iters)
-        check, row["slope"] = sync_check(solver, iters)
+        check, row["slope"] = sync_check(solver, iters, statistics.median(times) / iters)
         row["sync_check"] = check
         if not check["passed"]:
             raise _SyncFailed(

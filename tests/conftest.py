@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Small and quick solver options. The sync check is skipped: on a busy shared CI host its timing ratio is noise,
 #: and these tests are about correctness and orchestration, not the timing protocol (test_solvers.py covers that).
-SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
+SMALL = ["--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--max-repeats", "2", "--no-sync-check"]
 
 
 @dataclass

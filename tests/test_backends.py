@@ -18,7 +18,8 @@ from orchestrator.sweep.request import build_request
 from orchestrator.sweep.rundir import MANIFEST_FORMAT, Manifest, RunDir
 from tests.conftest import refused
 
-TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "100", "--iters", "5", "--repeats", "1"]
+TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "100", "--iters", "5", "--repeats", "1",
+        "--max-repeats", "1"]
 
 
 def test_every_kind_the_registry_names_is_a_plugin_with_settings_and_open() -> None:

@@ -57,7 +57,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("all_images")]
 SMALL_CPU = ["--devices", "cpu", *SMALL]
 #: X is 100,000 x 100 float64 (80 MB) and 100,000 steps: minutes of work, so the container is surely running
 #: when the test acts on it (a timeout or a kill ends it long before).
-LONG = ["--devices", "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--repeats", "1", "--no-sync-check"]
+LONG = ["--devices", "cpu", "--dims", "100", "--n", "100000", "--iters", "100000", "--repeats", "1",
+        "--max-repeats", "1", "--no-sync-check"]
 
 FAULTS = FaultTable("GDBENCH_FAULTS_TABLE", r"/\S*/pytest-\d+/[^/\s]+")
 record = FAULTS.record
@@ -364,7 +365,7 @@ def test_out_of_memory_is_failed_with_the_oom_flag(engine: DockerEngine, compose
     out = tmp_path / "run"  # X alone is 400,000 x 100 x 8 B = 320 MB, four times the limit
     t0 = _now()
     r = gdbench("run", "--frameworks", "numpy,numba", "--devices", "cpu", "--dims", "100", "--n", "400000",
-                "--iters", "10", "--repeats", "1", "--mem-limit", "80m", "--out", str(out))
+                "--iters", "10", "--repeats", "1", "--max-repeats", "1", "--mem-limit", "80m", "--out", str(out))
     t1 = _now()
     assert r.returncode == EXIT_FAILED, r.stderr
     m = json.loads((out / "manifest.json").read_text())

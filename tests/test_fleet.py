@@ -35,9 +35,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("numpy_image"),
               pytest.mark.skipif(os.geteuid() != 0, reason="starting a dockerd needs root")]
 
 TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "300", "--iters", "20", "--repeats", "2",
+        "--max-repeats", "2",
         "--no-sync-check"]
 #: Seconds of work per container (not minutes), so a test can act while it surely runs.
 BUSY = ["-f", "numpy", "--devices", "cpu", "--dims", "50", "--n", "20000", "--iters", "1000", "--repeats", "2",
+        "--max-repeats", "2",
         "--no-sync-check", "--threads", "1"]
 
 FAULTS = FaultTable("GDBENCH_FLEET_FAULTS_TABLE", r"/tmp/(pytest-of-[^/]+/pytest-\d+|gdbe[^/]+)/[^\s)]*")

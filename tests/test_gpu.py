@@ -18,11 +18,11 @@ import pytest
 
 from solvers import base, metadata, nvml, options, registry, schema
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference
-from solvers.timing import measure
+from solvers.timing import Sampling, measure
 from tests import imagechecks
 from tests.conftest import ROOT
 
-TINY = ["--n", "64", "--iters", "3", "--repeats", "1", "--no-sync-check"]
+TINY = ["--n", "64", "--iters", "3", "--repeats", "1", "--max-repeats", "1", "--no-sync-check"]
 
 
 def _nvml_usable() -> bool:
@@ -99,7 +99,7 @@ needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is 
 def test_numba_cuda_kernels_are_correct_under_the_simulator(solvers_cli) -> None:
     """d=100 on n=200 runs 4 blocks of 32 threads with a grid-stride loop; d=2 one block: both reductions."""
     res = solvers_cli("run", "--framework", "numba", "--device", "gpu", "--dims", "2,100", "--n", "200",
-                      "--iters", "3", "--repeats", "1", env={"NUMBA_ENABLE_CUDASIM": "1"})
+                      "--iters", "3", "--repeats", "1", "--max-repeats", "1", env={"NUMBA_ENABLE_CUDASIM": "1"})
     assert res.returncode == 0, res.stderr
     doc = schema.loads(res.stdout)
     assert doc["status"] == "simulated" and doc["provenance"]["framework"]["simulator"] is True
@@ -193,8 +193,8 @@ def test_without_nvml_rows_have_no_energy_and_nothing_crashes() -> None:
     spec = ProblemSpec(n=64, iters=5, lr=1e-3, dtype="float64", seed=0)
     data = make_data(spec, 2)
     row = measure(lambda: FRAMEWORK.make_solver("cpu", "fused"), data, reference(data, 5), variant="fused",
-                  iters=5, repeats=2, dtype="float64", gpu_state=metadata.collect_gpu_state, check_sync=False,
-                  sampler=nvml.open_window)
+                  iters=5, sampling=Sampling.fixed(2), dtype="float64", gpu_state=metadata.collect_gpu_state,
+                  check_sync=False, sampler=nvml.open_window)
     assert row["status"] == "ok" and row["energy"] is None and row["gpu_samples"] is None
 
 

@@ -21,7 +21,7 @@ import pytest
 from solvers import registry
 from solvers.base import Framework
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, reference
-from solvers.timing import measure
+from solvers.timing import Sampling, measure
 from tests.conftest import ROOT
 
 FRAMEWORKS = ("jax", "tensorflow")
@@ -54,7 +54,8 @@ def test_matches_reference(fw: Framework, variant: str, dtype: str) -> None:
     for d in (1, 2, 17, 100):
         data = make_data(spec, d)
         row = measure(lambda: fw.make_solver("cpu", variant), data, reference(data, spec.iters), variant=variant,
-                      iters=spec.iters, repeats=1, dtype=dtype, gpu_state=lambda: None, check_sync=False)
+                      iters=spec.iters, sampling=Sampling.fixed(1), dtype=dtype, gpu_state=lambda: None,
+                      check_sync=False)
         assert row["status"] == "ok", (d, row["reason"], row["stderr_tail"])
         assert row["output_dtype"] == dtype
         assert row["max_rel_error"] <= TOLERANCE[dtype]
@@ -194,6 +195,7 @@ def test_cli_run_records_precision_and_threads(name: str) -> None:
     """The whole CLI path on CPU: x64 on, TF32 off, TF pools set before its context started."""
     _load(name)
     rc, doc = _cli("--framework", name, "--dims", "3", "--n", "1000", "--iters", "40", "--repeats", "1",
+                   "--max-repeats", "1",
                    "--threads", "1", "--dtype", "float32", "--no-sync-check")
     assert rc == 0, doc
     assert [r["status"] for r in doc["results"]] == ["ok", "ok"]
@@ -211,7 +213,7 @@ def test_cli_run_records_precision_and_threads(name: str) -> None:
 def test_gpu_request_without_gpu_is_unavailable(name: str) -> None:
     if "gpu" in _load(name).devices():
         pytest.skip("a GPU is visible here; test_gpu_matches_reference covers it")
-    rc, doc = _cli("--framework", name, "--device", "gpu", "--dims", "2,5", "--repeats", "1")
+    rc, doc = _cli("--framework", name, "--device", "gpu", "--dims", "2,5", "--repeats", "1", "--max-repeats", "1")
     assert rc == 3
     assert doc["status"] == "unavailable"
     assert "GPU requested" in doc["error"]
@@ -228,7 +230,7 @@ def test_gpu_matches_reference(fw: Framework, dtype: str) -> None:
     data = make_data(spec, 17)
     for variant in VARIANTS:
         row = measure(lambda v=variant: fw.make_solver("gpu", v), data, reference(data, spec.iters),
-                      variant=variant, iters=spec.iters, repeats=1, dtype=dtype, gpu_state=lambda: None,
-                      check_sync=False)
+                      variant=variant, iters=spec.iters, sampling=Sampling.fixed(1), dtype=dtype,
+                      gpu_state=lambda: None, check_sync=False)
         assert row["status"] == "ok", (variant, row["reason"], row["stderr_tail"])
         assert row["max_rel_error"] <= TOLERANCE[dtype]

@@ -98,6 +98,28 @@ def test_bad_values_are_rejected(fn, text: str, message: str) -> None:
         fn(text)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--repeats", "5", "--max-repeats", "4"], "--max-repeats (4) must be >= --repeats (5)"),
+    (["--ci-width", "-0.1"], "--ci-width is a fraction of the median"),
+    (["--row-budget", "0"], "--row-budget must be > 0 seconds"),
+])
+def test_bad_sampling_is_refused_before_anything_starts(capsys, tmp_path, args: list[str], message: str) -> None:
+    err = refused(capsys, "run", "-f", "numpy", "--dims", "2", "--backend", "local", "--out", str(tmp_path / "r"),
+                  *args)
+    assert message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_sampling_options_reach_the_solver_and_the_manifest() -> None:
+    opts = SweepOptions(repeats=3, max_repeats=9, ci_width=0.05, row_budget_s=1.5).with_cpus([0])
+    args = RunSpec.from_sweep(opts, "numpy", "cpu", None, "cpu", "r").solver_args()
+    assert args[args.index("--repeats") + 1] == "3" and args[args.index("--max-repeats") + 1] == "9"
+    assert args[args.index("--ci-width") + 1] == "0.05" and args[args.index("--row-budget") + 1] == "1.5"
+    assert {"max_repeats", "ci_width", "row_budget_s"} <= set(SweepOptions.RESUME_FIXED_FIELDS)
+    assert SweepOptions.from_dict(opts.to_dict()) == opts
+
+
 def test_gpus_are_all_or_indices_and_uuids() -> None:
     assert parse_gpus("all") is None
     assert parse_gpus("0,2,0") == ["0", "2"]
@@ -147,7 +169,7 @@ def test_cli_rejects_bad_options_in_one_line(args: list[str], capsys, tmp_path: 
 # ------------------------------------------------------------------------------------------- the boundary
 def _solver_doc() -> str:
     r = run_solvers("run", "--framework", "numpy", "--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2",
-                    "--threads", "1", "--no-sync-check")
+                    "--max-repeats", "2", "--threads", "1", "--no-sync-check")
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -176,6 +198,16 @@ def test_boundary_keeps_a_valid_document_and_rejects_everything_else() -> None:
         for row in doc["results"]:
             assert row["status"] == "failed" and row["time_per_iter_s"] is None and message in row["reason"]
             assert row["stderr_tail"].endswith("boom")
+
+
+def test_an_image_older_than_the_options_it_is_given_says_rebuild_it() -> None:
+    """An image built before an option existed answers with an invalid document; the fix is a rebuild."""
+    r = run_solvers("run", "--framework", "numpy", "--dims", "2,5", "--option-from-the-future", "1")
+    assert r.returncode == 2
+    res = documents.accept_output(spec(), r.stdout, r.stderr, r.returncode)
+    assert res.rejection is not None and res.rejection.endswith("rebuild it (gdbench images build numpy)")
+    assert "unrecognized arguments: --option-from-the-future" in res.rejection
+    assert res.doc["status"] == "failed" and all(row["reason"] == res.rejection for row in res.doc["results"])
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:

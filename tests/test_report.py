@@ -67,17 +67,18 @@ def solve(out: Path, framework: str, *args: str, device: str = "cpu", expect: tu
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     a = root / "run-a"
-    solve(a, "numpy", "--dims", "2,5", "--repeats", "11", *SMALL)
+    solve(a, "numpy", "--dims", "2,5", "--repeats", "11", "--max-repeats", "11", *SMALL)
     # numba is ok, failed or unavailable depending on the install; each must render as what it is.
-    solve(a, "numba", "--dims", "2,5", "--repeats", "11", *SMALL, expect=(0, 1, 3))
+    solve(a, "numba", "--dims", "2,5", "--repeats", "11", "--max-repeats", "11", *SMALL, expect=(0, 1, 3))
     # numpy has no GPU backend on any machine: a deterministic `unavailable` document.
     solve(a, "numpy", "--dims", "2,5", *SMALL, device="gpu", expect=(3,))
     # A learning rate this large diverges to inf at d=10 (deterministic), so that row fails correctness.
     diverging = root / "diverging"
-    solve(diverging, "numpy", "--dims", "2,10", "--n", "200", "--iters", "2000", "--repeats", "3", "--lr", "0.99",
+    solve(diverging, "numpy", "--dims", "2,10", "--n", "200", "--iters", "2000", "--repeats", "3",
+          "--max-repeats", "3", "--lr", "0.99",
           "--no-sync-check", expect=(1,))
     two_threads = root / "two-threads"
-    solve(two_threads, "numpy", "--dims", "2,5", "--repeats", "11", *SMALL, "--threads", "2")
+    solve(two_threads, "numpy", "--dims", "2,5", "--repeats", "11", "--max-repeats", "11", *SMALL, "--threads", "2")
     return {"a": a, "diverging": diverging, "two_threads": two_threads, "root": root}
 
 

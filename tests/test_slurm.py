@@ -26,9 +26,11 @@ from tests.conftest import ROOT, gdbench
 pytestmark = [pytest.mark.docker, pytest.mark.slurm]
 
 TINY = ["-f", "numpy", "--devices", "cpu", "--dims", "2", "--n", "300", "--iters", "20", "--repeats", "1",
+        "--max-repeats", "1",
         "--no-sync-check"]
 #: Seconds of work per container (not minutes), so a test can act while it surely runs.
 BUSY = ["-f", "numpy", "--devices", "cpu", "--dims", "50", "--n", "20000", "--iters", "1000", "--repeats", "3",
+        "--max-repeats", "3",
         "--no-sync-check", "--threads", "1"]
 NODES = {"n1": ["drv550", "h100"], "n2": ["drv580", "h100"]}
 
@@ -262,6 +264,7 @@ def test_the_job_time_limit_ends_the_cell_as_timed_out(cluster: SlurmCluster, tm
     """Slurm's smallest limit is one minute, checked about every 30 s: this test takes a minute or two."""
     hosts = hosts_file(tmp_path / "hosts.toml", cluster, drv550={"time_limit": "1"})
     long = ["-f", "numpy", "--devices", "cpu", "--dims", "100", "--n", "20000", "--iters", "2000", "--repeats", "200",
+            "--max-repeats", "200",
             "--no-sync-check", "--threads", "1"]
     out = tmp_path / "run"
     proc = gdbench("run", "--hosts", "drv550", "--hosts-file", str(hosts), *long, "--out", str(out), timeout=600)

@@ -53,7 +53,8 @@ def test_a_gap_turns_the_variant_into_an_unavailable_row() -> None:
             "F.requires = (('999.0', 'a future API', ('fused',)),); from solvers import cli; "
             "sys.exit(cli.main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "run", "--framework", "numba", "--dims", "2", "--n", "200",
-                           "--iters", "5", "--repeats", "1", "--no-sync-check", "--variant", "loop,fused"],
+                           "--iters", "5", "--repeats", "1",
+                           "--max-repeats", "1", "--no-sync-check", "--variant", "loop,fused"],
                           capture_output=True, text=True, check=False, timeout=300)
     doc = json.loads(done.stdout)
     rows = {r["variant"]: r for r in doc["results"]}

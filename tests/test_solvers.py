@@ -12,7 +12,7 @@ from solvers import registry, schema, timing
 from solvers.base import VARIANTS
 from solvers.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from solvers.problem import TOLERANCE, ProblemSpec, make_data, max_rel_error, reference
-from solvers.timing import measure
+from solvers.timing import Sampling, measure
 from tests.conftest import run_solvers
 
 CASES = [(fw, v) for fw in registry.FRAMEWORKS if "cpu" in registry.REGISTRY[fw].devices for v in VARIANTS]
@@ -28,7 +28,7 @@ def test_every_solver_matches_reference(framework: str, variant: str, dtype: str
         data = make_data(spec, d)
         ref = reference(data, spec.iters)
         row = measure(lambda: fw.make_solver("cpu", variant), data, ref, variant=variant, iters=spec.iters,
-                      repeats=2, dtype=dtype, gpu_state=lambda: None, check_sync=False)
+                      sampling=Sampling.fixed(2), dtype=dtype, gpu_state=lambda: None, check_sync=False)
         assert row["status"] == "ok", (framework, variant, d, row["reason"], row["stderr_tail"])
         assert row["output_dtype"] == dtype
         assert row["max_rel_error"] <= TOLERANCE[dtype]
@@ -53,8 +53,8 @@ def test_wrong_answer_is_failed_and_carries_no_timing() -> None:
 
     spec = ProblemSpec(n=300, iters=30)
     data = make_data(spec, 4)
-    row = measure(OffByOne, data, reference(data, spec.iters), variant="loop", iters=spec.iters, repeats=3,
-                  dtype="float64", gpu_state=lambda: None)
+    row = measure(OffByOne, data, reference(data, spec.iters), variant="loop", iters=spec.iters,
+                  sampling=Sampling.fixed(3), dtype="float64", gpu_state=lambda: None)
     assert row["status"] == "failed"
     assert "exceeds tolerance" in row["reason"]
     assert row["max_rel_error"] > TOLERANCE["float64"]
@@ -74,8 +74,8 @@ def test_asynchronous_timer_fails_sync_check() -> None:
 
     spec = ProblemSpec(n=2000, iters=50)
     data = make_data(spec, 20)
-    row = measure(Lazy, data, reference(data, spec.iters), variant="loop", iters=spec.iters, repeats=2,
-                  dtype="float64", gpu_state=lambda: None)
+    row = measure(Lazy, data, reference(data, spec.iters), variant="loop", iters=spec.iters,
+                  sampling=Sampling.fixed(2), dtype="float64", gpu_state=lambda: None)
     assert row["status"] == "failed"
     assert row["reason"].startswith("sync check failed")
     assert row["time_per_iter_s"] is None
@@ -90,14 +90,14 @@ def test_float32_request_that_runs_float64_is_refused() -> None:
 
     spec = ProblemSpec(n=300, iters=10, dtype="float32")
     data = make_data(spec, 3)
-    row = measure(Upcast, data, reference(data, spec.iters), variant="loop", iters=spec.iters, repeats=2,
-                  dtype="float32", gpu_state=lambda: None)
+    row = measure(Upcast, data, reference(data, spec.iters), variant="loop", iters=spec.iters,
+                  sampling=Sampling.fixed(2), dtype="float32", gpu_state=lambda: None)
     assert row["status"] == "failed" and "ran in float64" in row["reason"]
 
 
 def test_cli_prints_only_one_valid_document() -> None:
     res = run_solvers("run", "--framework", "numpy", "--dims", "2,7", "--n", "300", "--iters", "20",
-                      "--repeats", "3", "--threads", "1")
+                      "--repeats", "3", "--max-repeats", "3", "--threads", "1")
     assert res.returncode == EXIT_OK, res.stderr
     doc = schema.loads(res.stdout)  # the whole of stdout is exactly one document
     assert [(r["dim"], r["variant"]) for r in doc["results"]] == [(2, "loop"), (2, "fused"), (7, "loop"), (7, "fused")]
@@ -113,7 +113,7 @@ def test_cli_prints_only_one_valid_document() -> None:
 def test_cli_out_file(tmp_path) -> None:
     out = tmp_path / "doc.json"
     res = run_solvers("run", "--framework", "numpy", "--dims", "3", "--n", "100", "--iters", "5",
-                      "--repeats", "1", "--out", str(out))
+                      "--repeats", "1", "--max-repeats", "1", "--out", str(out))
     assert res.returncode == EXIT_OK and res.stdout == ""
     assert schema.loads(out.read_text())["status"] == "ok"
 
@@ -131,6 +131,11 @@ def test_cli_out_file(tmp_path) -> None:
         (["--framework", "numpy", "--variant", "turbo"], "unknown variant"),
         (["--framework", "numpy", "--device", "tpu"], "unknown device 'tpu'"),
         (["--framework", "numpy", "--dtype", "float16"], "unknown dtype"),
+        (["--framework", "numpy", "--repeats", "0"], "--repeats must be >= 1"),
+        (["--framework", "numpy", "--repeats", "5", "--max-repeats", "3"], "--max-repeats (3) must be >= --repeats"),
+        (["--framework", "numpy", "--ci-width", "1.5"], "--ci-width is a fraction"),
+        (["--framework", "numpy", "--ci-width", "nan"], "--ci-width is a fraction"),
+        (["--framework", "numpy", "--row-budget", "0"], "--row-budget must be > 0"),
     ],
 )
 def test_invalid_input_gives_invalid_document_and_exit_2(args: list[str], needle: str) -> None:
@@ -178,6 +183,7 @@ def test_list_reports_every_framework() -> None:
 
 def test_schema_refuses_unknown_version_and_timed_failures() -> None:
     res = run_solvers("run", "--framework", "numpy", "--dims", "2", "--n", "50", "--iters", "3", "--repeats", "1",
+                      "--max-repeats", "1",
                       "--no-sync-check")
     doc = json.loads(res.stdout)
     schema.validate(doc)
@@ -240,8 +246,8 @@ class _MissesQueuedWork(_SleepClock):
 def _measure_double(solver_cls) -> dict:
     spec = ProblemSpec(n=50, iters=30)
     data = make_data(spec, 2)
-    return measure(solver_cls, data, reference(data, spec.iters), variant="loop", iters=spec.iters, repeats=3,
-                   dtype="float64", gpu_state=lambda: None)
+    return measure(solver_cls, data, reference(data, spec.iters), variant="loop", iters=spec.iters,
+                  sampling=Sampling.fixed(3), dtype="float64", gpu_state=lambda: None)
 
 
 def test_bistable_clock_is_never_refused() -> None:
@@ -252,7 +258,9 @@ def test_bistable_clock_is_never_refused() -> None:
     assert set(row["flags"]) <= {"unstable", "noisy"}, row["flags"]
     check, slope = row["sync_check"], row["slope"]
     assert check["passed"] and check["ratio"] >= timing.SYNC_RATIO[0]
-    assert slope["points"] == len(timing.SYNC_MULTIPLES) * timing.SYNC_ROUNDS
+    # Settled after one whole ABBA when the ratio is inside the bounds, else every round ran.
+    assert check["rounds"] in (timing.SYNC_SETTLED_ROUNDS, timing.SYNC_ROUNDS)
+    assert slope["points"] == len(timing.SYNC_MULTIPLES) * check["rounds"]
     assert slope["low"] <= _SleepClock.per_iter * 1.13 and slope["high"] >= _SleepClock.per_iter
     assert row["time_per_iter_s"] is not None
 
@@ -262,6 +270,7 @@ def test_clock_missing_queued_work_fails_even_after_the_retry() -> None:
     assert row["status"] == "failed" and row["reason"].startswith("sync check failed"), row["reason"]
     assert row["flags"] == ["retried"], "the one fresh attempt was made and is marked"
     assert row["sync_check"]["ratio"] < timing.SYNC_RATIO[0] and not row["sync_check"]["passed"]
+    assert row["sync_check"]["rounds"] == timing.SYNC_ROUNDS, "a failing ratio is judged on every round"
     assert row["time_per_iter_s"] is None and row["median_s"] is None
     assert len(row["repeat_times_s"]) == 3, "a failed row keeps the repeat times it measured"
     doc = schema.not_run_document(framework="numpy", device="cpu", status="failed", reason=row["reason"],
@@ -307,6 +316,44 @@ def test_one_sided_rule_and_slope_fit() -> None:
     assert timing.t95(14) == pytest.approx(2.145) and timing.t95(1000) == pytest.approx(1.96)
 
 
+def test_sampling_stops_on_the_interval_the_maximum_or_the_budget() -> None:
+    rule = timing.Sampling(min_repeats=3, max_repeats=6, ci_width=0.02, budget_s=10.0)
+    assert rule.stop([1.0, 1.0]) is None, "never below the minimum, however settled"
+    assert rule.stop([1.0, 1.001, 0.999]) == "interval"
+    wide = [1.0, 1.3, 0.8]
+    assert timing.median_ci_rel(wide) > 0.02 and rule.stop(wide) is None
+    assert rule.stop([*wide, 1.2, 0.9, 1.1]) == "max_repeats"
+    assert timing.Sampling(3, 30, 0.02, budget_s=3.0).stop(wide) == "budget"  # 3.1 s of repeats
+    assert timing.Sampling.fixed(4).stop([1.0, 1.3, 0.8]) is None
+    assert timing.Sampling.fixed(4).stop([1.0, 1.3, 0.8, 1.1]) == "max_repeats"
+    assert timing.Sampling.fixed(1).stop([1.0]) == "max_repeats", "one repeat has no interval"
+    # t(2) · sqrt(pi/2) · s / sqrt(3) / median for 0.9, 1.0, 1.1: s = 0.1
+    assert timing.median_ci_rel([0.9, 1.0, 1.1]) == pytest.approx(4.303 * 1.2533 * 0.1 / 3 ** 0.5, rel=1e-3)
+    assert timing.median_ci_rel([1.0]) == float("inf")
+
+
+def test_a_noisy_row_spends_its_budget_and_keeps_its_flag() -> None:
+    """A solver whose every other run is twice as slow never settles: it stops at the budget, flagged noisy."""
+    from solvers.frameworks.numpy_ import LoopSolver
+
+    class Jumpy(LoopSolver):
+        calls = 0
+
+        def run(self, iters):
+            type(self).calls += 1
+            time.sleep(0.004 if type(self).calls % 2 else 0.008)
+            return super().run(iters)
+
+    spec = ProblemSpec(n=200, iters=20)
+    data = make_data(spec, 2)
+    row = measure(Jumpy, data, reference(data, spec.iters), variant="loop", iters=spec.iters,
+                  sampling=timing.Sampling(3, 200, 0.02, budget_s=0.1), dtype="float64", gpu_state=lambda: None,
+                  check_sync=False)
+    assert row["status"] == "ok" and "noisy" in row["flags"]
+    assert row["sampling"]["stop"] == "budget" and row["sampling"]["ci_rel"] > 0.02
+    assert 3 <= row["sampling"]["repeats"] < 200 and sum(row["repeat_times_s"]) >= 0.1
+
+
 def test_spread_flags_noisy_rows() -> None:
     calm = timing.spread([1.0, 1.01, 0.99, 1.0])
     assert calm["iqr_rel"] < timing.NOISY_IQR_REL and calm["cv"] < timing.NOISY_CV
@@ -337,12 +384,21 @@ def test_run_document_records_floor_spread_layout_and_host_load() -> None:
         assert r["iqr_rel"] >= 0 and r["cv"] >= 0 and set(r["flags"]) <= set(schema.FLAGS)
         assert r["layout"]["x_alignment"] == 0
         assert set(r["host_load"]) == {"loadavg_start", "steal_s", "nivcsw"}
-        assert r["slope"]["points"] == 16 and r["async_probe"]["synced_s"] > 0
+        check = r["sync_check"]
+        assert r["slope"]["points"] == 4 * check["rounds"] and check["rounds"] in (2, 4)
+        assert r["async_probe"]["synced_s"] > 0
+        # Adaptive repeats: at least --repeats, at most --max-repeats, the reason recorded with the rule.
+        sampling = r["sampling"]
+        assert sampling["min_repeats"] == 3 and sampling["max_repeats"] == 30
+        assert 3 <= sampling["repeats"] == len(r["repeat_times_s"]) <= 30
+        assert sampling["stop"] in ("interval", "budget", "max_repeats")
+        assert (sampling["stop"] == "interval") == (sampling["ci_rel"] <= sampling["ci_width"])
+    assert doc["problem"]["sampling"] == {"min_repeats": 3, "max_repeats": 30, "ci_width": 0.02, "budget_s": 2.0}
     fused = [r for r in doc["results"] if r["variant"] == "fused"]
     assert [r["layout"]["extra_bytes"] for r in fused] == [300 * 2 * 8, 300 * 5 * 8]  # the copy of Xᵀ
     assert doc["provenance"]["blas"], "threadpoolctl's view after the runs"
     skipped = run_solvers("run", "--framework", "numpy", "--dims", "2", "--n", "50", "--iters", "3",
-                          "--repeats", "1", "--no-floor", "--no-sync-check")
+                          "--repeats", "1", "--max-repeats", "1", "--no-floor", "--no-sync-check")
     assert schema.loads(skipped.stdout)["floor"] is None
 
 
@@ -357,7 +413,7 @@ def test_bench_verdict_inside_spread_is_inconclusive() -> None:
 
 
 def test_bench_prints_spread_floor_and_verdicts() -> None:
-    res = run_solvers("bench", "--dims", "2,5", "--n", "300", "--iters", "30", "--repeats", "3",
+    res = run_solvers("bench", "--dims", "2,5", "--n", "300", "--iters", "30", "--repeats", "3", "--max-repeats", "3",
                       "--frameworks", "numpy")
     assert res.returncode == 0, res.stderr
     out = res.stdout

@@ -120,7 +120,7 @@ def test_cli_gpu_request_is_unavailable() -> None:
 def test_cli_cpu_run_passes_protocol() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "solvers", "run", "--framework", "torch", "--dims", "3", "--iters", "200",
-         "--repeats", "2", "--dtype", "float32", "--no-sync-check"],
+         "--repeats", "2", "--max-repeats", "2", "--dtype", "float32", "--no-sync-check"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,8 @@ from tests.conftest import ROOT, docker_unusable, gdbench, refused
 
 pytestmark = pytest.mark.docker
 
-SMALL = ["--devices", "cpu", "--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2", "--no-sync-check"]
+SMALL = ["--devices", "cpu", "--dims", "2,5", "--n", "500", "--iters", "50", "--repeats", "2",
+         "--max-repeats", "2", "--no-sync-check"]
 
 
 def build(engine, compose, *names: str, compose_path: Path | None = None) -> None:

@@ -55,7 +55,17 @@ def run_command(
     n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default=str(DEFAULTS.n))] = None,
     iters: Annotated[int | None, typer.Option(help="gradient steps per run", show_default=str(DEFAULTS.iters))] = None,
     repeats: Annotated[int | None, typer.Option(
-        help="timed runs per (dim, variant)", show_default=str(DEFAULTS.repeats))] = None,
+        help="timed runs per (dim, variant), at least; more until the median's interval is narrow",
+        show_default=str(DEFAULTS.repeats))] = None,
+    max_repeats: Annotated[int | None, typer.Option(
+        help="timed runs per (dim, variant), at most (equal to --repeats: exactly that many)",
+        show_default=str(DEFAULTS.max_repeats))] = None,
+    ci_width: Annotated[float | None, typer.Option(
+        help="stop adding repeats once the median's 95% interval is within ± this fraction of it",
+        show_default=str(DEFAULTS.ci_width))] = None,
+    row_budget: Annotated[float | None, typer.Option(
+        help="stop adding repeats once a row's repeats have taken this many seconds",
+        show_default=str(DEFAULTS.row_budget_s))] = None,
     dtype: Annotated[DType | None, typer.Option(show_default=DEFAULTS.dtype)] = None,
     seed: Annotated[int | None, typer.Option(show_default=str(DEFAULTS.seed))] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate", show_default=str(DEFAULTS.lr))] = None,
@@ -105,7 +115,8 @@ def run_command(
     given: dict[str, Any] = {
         "variants": parse_variants(variants) if variants is not None else None,
         "dims": parse_dims(dims) if dims is not None else None,
-        "n": n, "iters": iters, "repeats": repeats, "dtype": dtype.value if dtype else None, "seed": seed,
+        "n": n, "iters": iters, "repeats": repeats, "max_repeats": max_repeats,
+        "ci_width": ci_width, "row_budget_s": row_budget, "dtype": dtype.value if dtype else None, "seed": seed,
         "lr": lr, "threads": threads, "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
         "flavour": flavour.value if flavour else None, "timeout_s": timeout,
         "gpus": parse_gpus(gpus) if gpus is not None else None,

@@ -31,7 +31,10 @@ FLATTENED: dict[str, dict[str, str]] = {
     "slope": {"slope_time_per_iter_s": "time_per_iter_s", "slope_low": "low", "slope_high": "high"},
     "layout": {"layout_extra_bytes": "extra_bytes", "x_alignment": "x_alignment"},
     "energy": {"joules_per_iter": "joules_per_iter", "avg_power_w": "avg_power_w"},
+    "sampling": {"sampling_stop": "stop", "sampling_ci_rel": "ci_rel"},
 }
+#: Flattened columns that hold text, not numbers.
+TEXT_COLUMNS = ("sampling_stop",)
 #: List-valued row fields: per-repeat times stay a list (parquet native, CSV as JSON); flags join with ";".
 LISTS = ("repeat_times_s", "flags")
 #: Row fields left in the documents only: long text and nested samples that no table column can hold.
@@ -88,6 +91,9 @@ def row_values(result: dict[str, Any], bad: list[str] | None = None) -> dict[str
         if name in FLATTENED:
             obj = value if isinstance(value, dict) else {}
             for column, key in FLATTENED[name].items():
+                if column in TEXT_COLUMNS:
+                    out[column] = str(obj[key]) if obj.get(key) is not None else None
+                    continue
                 out[column] = _number(obj.get(key))
                 if out[column] is None and obj.get(key) is not None and bad is not None:
                     bad.append(f"{name}.{key}")

@@ -152,7 +152,7 @@ def build_section(label: str, df: pd.DataFrame) -> RunSection:
     of_numpy = f" {newest[3]}" if len(newest) > 3 and newest[3] else ""
     matrix = lambda *a, **kw: _matrix(*a, **kw, keyer=keyer)  # noqa: E731
     tables = [
-        matrix(f"Time per iteration, ms (median of {repeats} repeats of {iters} iterations; ± CV"
+        matrix(f"Time per iteration, ms (median of at least {repeats} repeats of {iters} iterations; ± CV"
                f"{'; × floor' if _has(recs, keys, ('x_floor',)) else ''})", keys, dims,
                lambda k, d: time_cell(recs.get((*k, d)))),
         matrix(f"Speedup vs numpy{of_numpy} loop on CPU (same run, same d; higher is faster; ≈ inside the noise)",

@@ -36,8 +36,10 @@ def head_lines(text: str, lines: int = STDOUT_HEAD_LINES) -> str:
 def synthetic_document(spec: RunSpec, status: str, reason: str, stderr_tail: str | None = None,
                        framework_version: str | None = None) -> dict[str, Any]:
     """A document for a container that produced none (or an unusable one): every row carries the reason."""
+    sampling = schema.sampling_record(min_repeats=spec.repeats, max_repeats=spec.max_repeats,
+                                      ci_width=spec.ci_width, budget_s=spec.row_budget_s)
     problem = schema.problem_record(n=spec.n, dims=spec.dims, iters=spec.iters, repeats=spec.repeats,
-                                    dtype=spec.dtype, seed=spec.seed, lr=spec.lr)
+                                    dtype=spec.dtype, seed=spec.seed, lr=spec.lr, sampling=sampling)
     provenance = {
         "framework": {"name": spec.framework, "version": framework_version},
         "python": {}, "platform": {}, "threads": {"requested": spec.threads, "cpuset": spec.cpuset},
@@ -83,6 +85,10 @@ def accept_output(spec: RunSpec, stdout: str, stderr: str, exit_code: int | None
         doc = schema.loads(stdout)
     except schema.SchemaError as exc:
         return failed(f"output rejected ({exc}); exit code {exit_code}; it printed: {head_lines(stdout)}")
+    if doc["status"] == "invalid" and "unrecognized arguments" in str(doc.get("error")):
+        # Options this gdbench passes that the image's solvers predate: the image, not the request, is old.
+        return failed(f"{doc['error']}: the image was built from an older gdbench; rebuild it "
+                      f"(gdbench images build {spec.framework})")
     if (doc["framework"], doc["device"]) != (spec.framework, spec.device):
         return failed(f"output rejected: document is for {doc['framework']}/{doc['device']}, "
                       f"expected {spec.framework}/{spec.device}")

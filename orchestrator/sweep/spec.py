@@ -167,6 +167,9 @@ class SweepOptions:
     n: int = DEFAULTS.n
     iters: int = DEFAULTS.iters
     repeats: int = DEFAULTS.repeats
+    max_repeats: int = DEFAULTS.max_repeats
+    ci_width: float = DEFAULTS.ci_width
+    row_budget_s: float = DEFAULTS.row_budget_s
     dtype: str = DEFAULTS.dtype
     seed: int = DEFAULTS.seed
     lr: float = DEFAULTS.lr
@@ -184,8 +187,8 @@ class SweepOptions:
     labels: dict[str, str] = field(default_factory=dict)
 
     #: The fields that define the numbers; a resumed run must keep them.
-    RESUME_FIXED_FIELDS = ("variants", "dims", "n", "iters", "repeats", "dtype", "seed", "lr", "threads", "cpuset",
-                      "sync_check", "gpus")
+    RESUME_FIXED_FIELDS = ("variants", "dims", "n", "iters", "repeats", "max_repeats", "ci_width", "row_budget_s",
+                           "dtype", "seed", "lr", "threads", "cpuset", "sync_check", "gpus")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,8 +231,9 @@ class SweepOptions:
 
     def check(self) -> SweepOptions:
         """Reject values no container could run with; returns self for chaining."""
-        for name in ("n", "iters", "repeats"):
+        for name in ("n", "iters"):
             _rule(options.check_int, name, getattr(self, name))
+        _rule(options.check_sampling, self.repeats, self.max_repeats, self.ci_width, self.row_budget_s)
         if self.threads is not None:
             _rule(options.check_int, "threads", self.threads)
         _rule(options.check_lr, self.lr)
@@ -265,6 +269,9 @@ class RunSpec:
     threads: int
     cpuset: list[int]
     timeout_s: float
+    max_repeats: int = DEFAULTS.max_repeats
+    ci_width: float = DEFAULTS.ci_width
+    row_budget_s: float = DEFAULTS.row_budget_s
     mem_limit: str = "4g"
     pids_limit: int = 4096
     run_id: str = ""
@@ -287,6 +294,8 @@ class RunSpec:
         return ["run", "--framework", self.framework, "--device", self.device,
                 "--variant", ",".join(self.variants), "--dims", ",".join(map(str, self.dims)),
                 "--n", str(self.n), "--iters", str(self.iters), "--repeats", str(self.repeats),
+                "--max-repeats", str(self.max_repeats), "--ci-width", repr(self.ci_width),
+                "--row-budget", repr(self.row_budget_s),
                 "--dtype", self.dtype, "--seed", str(self.seed), "--lr", repr(self.lr),
                 "--threads", str(self.threads), *([] if self.sync_check else ["--no-sync-check"])]
 
@@ -296,6 +305,7 @@ class RunSpec:
         assert opts.threads is not None and opts.cpuset is not None, "call SweepOptions.with_cpus first"
         return cls(framework=framework, device=device, image=image, flavour=flavour, dims=list(opts.dims),
                    variants=list(opts.variants), n=opts.n, iters=opts.iters, repeats=opts.repeats,
+                   max_repeats=opts.max_repeats, ci_width=opts.ci_width, row_budget_s=opts.row_budget_s,
                    dtype=opts.dtype, seed=opts.seed, lr=opts.lr, threads=opts.threads, cpuset=list(opts.cpuset),
                    timeout_s=opts.timeout_s, mem_limit=opts.mem_limit, pids_limit=opts.pids_limit, run_id=run_id,
                    sync_check=opts.sync_check, labels=dict(opts.labels),
