@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.results.compare import compare, min_p_value, render_csv, table_rows
+from orchestrator.results.compare import compare, render_csv, table_rows
 from orchestrator.results.merge import MERGED_PARQUET, load_runs
+from orchestrator.results.noise import min_p_value
 from orchestrator.results.report import plot_series
 from orchestrator.results.report_cells import MARKS
 from orchestrator.results.table import dims_of, records, row_keys

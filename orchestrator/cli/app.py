@@ -214,7 +214,7 @@ _LAZY = ("report", "compare")
 
 
 def _register_report_commands(argv: list[str]) -> None:
-    """Add ``report``/``compare`` (heavy imports: matplotlib, scipy) only when they may be needed."""
+    """Add ``report``/``compare`` (heavy imports: matplotlib, pandas) only when they may be needed."""
     wanted = not argv or argv[0] in _LAZY or argv[0].startswith("-")
     if not wanted or any(c.name in _LAZY for c in app.registered_commands):
         return

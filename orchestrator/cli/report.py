@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from orchestrator.errors import EXIT_OK, InvalidOptions
-from orchestrator.results.compare import ALPHA, MIN_EFFECT, compare, gate, print_terminal, write_outputs
+from orchestrator.results.compare import compare, gate, print_terminal, write_outputs
 from orchestrator.results.compare_across import Axis
+from orchestrator.results.noise import ALPHA, MIN_EFFECT
 from orchestrator.results.report import build_report
 
 RunsArg = Annotated[

@@ -20,7 +20,8 @@ from orchestrator.results.compare_text import (
     verdict_text,
     write_pages,
 )
-from orchestrator.results.table import CSS, Verdict, html_escape, md_escape
+from orchestrator.results.noise import Verdict
+from orchestrator.results.table import CSS, html_escape, md_escape
 
 
 def _columns(c: Across, g: Group) -> list[str]:

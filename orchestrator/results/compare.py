@@ -36,29 +36,23 @@ from orchestrator.results.compare_text import (
     verdict_text,
     write_pages,
 )
+from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, min_p_value, sample, verdict
 from orchestrator.results.table import (
-    ALPHA,
     CSS,
     DOCUMENT_FIELDS,
     HOST_FIELDS,
-    MIN_EFFECT,
     WORKLOAD_FIELDS,
     CellKey,
     Keys,
-    Sample,
-    Verdict,
     distinct,
     document_keys,
     html_escape,
     load_labeled,
     md_escape,
-    min_p_value,
     records,
     row_keys,
     rows_that_ran,
-    sample,
     text,
-    verdict,
 )
 
 #: Facts that, when they differ between runs, may explain a difference in time (shown first).

@@ -21,21 +21,10 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.errors import InvalidOptions
+from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, geomean, sample, verdict
 from orchestrator.results.report_axes import FLEET_FIELDS
-from orchestrator.results.report_cells import geomean
 from orchestrator.results.rowkeys import DEVICE_ORDER, VARIANT_ORDER, rank, version_rank
-from orchestrator.results.table import (
-    ALPHA,
-    DOCUMENT_FIELDS,
-    MIN_EFFECT,
-    Sample,
-    Verdict,
-    distinct,
-    load_labeled,
-    sample,
-    text,
-    verdict,
-)
+from orchestrator.results.table import DOCUMENT_FIELDS, distinct, load_labeled, text
 from solvers.registry import FRAMEWORKS
 
 

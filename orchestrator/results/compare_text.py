@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import EXIT_FAILED, EXIT_OK, InvalidOptions
-from orchestrator.results.table import Sample, Verdict
+from orchestrator.results.noise import Sample, Verdict
 
 
 def sample_text(s: Sample) -> str:
@@ -45,8 +45,9 @@ def verdict_text(v: Verdict, flagged: Sequence[str] = ()) -> str:
 def method_text(alpha: float, min_effect: float, side: str = "run") -> str:
     """How every verdict of ``compare`` (plain or ``--across``) is reached, printed under its tables."""
     return (
-        "Test: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu; exact p without ties, normal approximation "
-        "with tie correction otherwise) on the per-repeat times per iteration of each "
+        "Test: two-sided Mann-Whitney U (exact p without ties up to 2,500 pairs of repeats, normal approximation "
+        "with tie and continuity correction otherwise, as scipy.stats.mannwhitneyu computes them) on the "
+        "per-repeat times per iteration of each "
         f"{side} against the first {side}, per cell, α={alpha:g}, not corrected for multiple comparisons. A cell is "
         f"marked only when p < α and the ratio of medians is outside [{1 - min_effect:.2f}, "
         f"{1 + min_effect:.2f}]. With n₁ and n₂ repeats the smallest possible p is 2/C(n₁+n₂, n₁) "

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.results.merge import write_merged
+from orchestrator.results.noise import geomean, num
 from orchestrator.results.plots import Series, line_plot
 from orchestrator.results.report_axes import host_differences, host_table, version_table
 from orchestrator.results.report_cells import (
@@ -25,7 +26,6 @@ from orchestrator.results.report_cells import (
     energy_cell,
     error_cell,
     fused_cell,
-    geomean,
     reason_text,
     speedup,
     speedup_cell,
@@ -46,7 +46,6 @@ from orchestrator.results.table import (
     distinct,
     host_fact,
     load_labeled,
-    num,
     rank,
     records,
     row_keys,

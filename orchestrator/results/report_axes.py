@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.results.report_cells import Cell, geomean, ratio_cell, speedup, speedup_cell, time_cell
+from orchestrator.results.noise import geomean
+from orchestrator.results.report_cells import Cell, ratio_cell, speedup, speedup_cell, time_cell
 from orchestrator.results.report_common import Records, Table
 from orchestrator.results.table import HOST_FIELDS, Key, Keys, distinct
 

@@ -7,12 +7,11 @@ runs' own noise is shown as inconclusive (``≈``) by the rule ``compare`` appli
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.results.table import ALPHA, MIN_EFFECT, num, sample, timed, verdict, warnings_of
+from orchestrator.results.noise import ALPHA, MIN_EFFECT, num, sample, verdict, warnings_of
+from orchestrator.results.table import timed
 
 REASON_CHARS = 40
 #: Shown right after a number whose row carries the flag.
@@ -163,8 +162,3 @@ def energy_cell(rec: dict[str, Any] | None) -> Cell:
     parts = ([f"{joules * 1e6:.3g} µJ"] if joules is not None else []) + (
         [f"{watts:.3g} W"] if watts is not None else [])
     return marked(" · ".join(parts), rec) if parts else MISSING
-
-
-def geomean(values: Iterable[float]) -> float | None:
-    logs = [math.log(v) for v in values if v > 0]
-    return math.exp(sum(logs) / len(logs)) if logs else None
