@@ -15,7 +15,7 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv host-venv gpu-proof system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke \
+.PHONY: help venv host-venv gpu-proof system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke wheel \
 	clean-containers clean
 
 help:  ## list targets
@@ -86,6 +86,9 @@ smoke: host-venv system-deps docker default-images  ## a small sweep over every 
 default-images: host-venv base-image  ## the images the default sweep runs: each framework's default version, CPU (and CUDA where a GPU is)
 	@$(MAKE) --no-print-directory images-default PY=$(HPY)
 	@if nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then $(MAKE) --no-print-directory images-default FLAVOUR=cuda PY=$(HPY); fi
+
+wheel:  ## dist/gdbench-*.whl for pip install or pipx install anywhere: the CLI, the solvers and the project files
+	rm -rf build && $(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 clean-containers: host-venv  ## remove containers a killed gdbench left behind
 	$(HPY) -m orchestrator clean

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import solvers
 from orchestrator.backends.base import HostRecord, Prepared, this_machine
 from orchestrator.backends.result import ContainerResult, OutputPump
 from orchestrator.errors import InvalidOptions
 from orchestrator.hosts.gpus import HostGpus
 from orchestrator.sweep.spec import RunSpec, host_cpus
 
-_ROOT = Path(__file__).resolve().parents[2]
+#: The folder holding the ``solvers`` this environment imports (a checkout, or site-packages when installed):
+#: the child's working directory and first import path, so a ``solvers/`` in the user's directory never wins.
+_ROOT = Path(solvers.__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

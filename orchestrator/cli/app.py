@@ -18,7 +18,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from orchestrator.cli.common import ComposeOpt, DockerOpt, HostsFileOpt, HostsOpt, err_console, out_console
+from orchestrator.cli.common import (
+    ComposeOpt,
+    DockerOpt,
+    HostsFileOpt,
+    HostsOpt,
+    ProjectOpt,
+    compose_arg,
+    err_console,
+    out_console,
+)
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, GdbenchError, Interrupted
 from orchestrator.sweep.spec import (
     BackendName,
@@ -99,6 +108,7 @@ def run_command(
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="extra container label KEY=VALUE (repeatable), e.g. a CI job id")] = None,
     compose: ComposeOpt = None,
+    project: ProjectOpt = None,
     docker_url: DockerOpt = None,
     hosts: HostsOpt = None,
     hosts_file: HostsFileOpt = None,
@@ -128,7 +138,7 @@ def run_command(
         "labels": parse_labels(label) if label else None,
     }
     request = build_request(given, out=out, resume=resume, hosts=hosts, hosts_file=hosts_file,
-                            registry_repo=registry, backend_opts=backend_opt, compose=str(compose) if compose else None,
+                            registry_repo=registry, backend_opts=backend_opt, compose=compose_arg(compose, project),
                             docker_url=docker_url)
     code, run_dir = run_sweep(request, progress=SweepProgress(verbose=verbose))
     typer.echo(str(run_dir))
@@ -155,15 +165,17 @@ def merge_command(
 @app.command("doctor")
 def doctor_command(
     compose: ComposeOpt = None,
+    project: ProjectOpt = None,
     docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
 ) -> int:
-    """Check Docker, the NVIDIA runtime, host GPUs and the images; each problem comes with its fix."""
+    """Check the project directory, Docker, the NVIDIA runtime, host GPUs and the images; each problem comes with
+    its fix."""
     from rich.table import Table
 
     from orchestrator.hosts.doctor import blockers, diagnose
 
-    checks = diagnose(str(compose) if compose else None, docker_url)
+    checks = diagnose(str(compose) if compose else None, docker_url, project)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
@@ -179,6 +191,18 @@ def doctor_command(
         listed = "; ".join(f"{c.name}: fix with {c.fix}" for c in bad)
         err_console().print(f"[bold red]{len(bad)} blocker(s)[/]: " + escape(listed))
         return 1
+    return EXIT_OK
+
+
+@app.command("init")
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="a new or empty directory", show_default=False)],
+) -> int:
+    """Make a project directory of your own from this gdbench's files (compose.yaml, image recipes and locks,
+    build scripts); use it with --project DIR or GDBENCH_PROJECT=DIR. Prints its path."""
+    from orchestrator.project import init
+
+    typer.echo(str(init(directory, note=lambda line: err_console().print(line, markup=False)).root))
     return EXIT_OK
 
 

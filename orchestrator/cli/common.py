@@ -10,7 +10,11 @@ import typer
 from rich.console import Console
 
 ComposeOpt = Annotated[Path | None, typer.Option("--compose", help="compose file with the image services "
-                                                 "(default: ./compose.yaml, then the gdbench checkout's)")]
+                                                 "(default: the project directory's)")]
+ProjectOpt = Annotated[Path | None, typer.Option(
+    "--project", help="project directory: compose.yaml, image recipes, locks, build scripts; images add writes "
+    "there (default: $GDBENCH_PROJECT, this directory or the gdbench checkout, else the user data dir; gdbench "
+    "doctor says which)", show_default=False)]
 DockerOpt = Annotated[str | None, typer.Option("--docker-host", envvar="DOCKER_HOST",
                                                help="Docker daemon URL (default: the environment's)")]
 HostsOpt = Annotated[str | None, typer.Option(
@@ -31,3 +35,13 @@ def err_console() -> Console:
     from orchestrator.sweep.progress import stderr_console
 
     return stderr_console()
+
+
+def compose_arg(compose: Path | None, project: Path | None) -> str | None:
+    """The compose file ``--compose`` or ``--project`` names, for functions that take a path; None when neither
+    is given, so they find the project's themselves (and a run that needs no images never looks)."""
+    if compose is None and project is None:
+        return None
+    from orchestrator.project import locate
+
+    return str(locate(compose, project).compose)

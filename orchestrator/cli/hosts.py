@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import ComposeOpt, HostsFileOpt, HostsOpt, err_console, out_console
+from orchestrator.cli.common import (
+    ComposeOpt,
+    HostsFileOpt,
+    HostsOpt,
+    ProjectOpt,
+    compose_arg,
+    err_console,
+    out_console,
+)
 from orchestrator.errors import EXIT_OK
 
 hosts_app = typer.Typer(no_args_is_help=True, help="The Docker engines of hosts.toml.")
@@ -19,6 +27,7 @@ def hosts_check_command(
     hosts: HostsOpt = None,
     hosts_file: HostsFileOpt = None,
     compose: ComposeOpt = None,
+    project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
 ) -> int:
     """One row per host: reachable, engine, OS/kernel, CPUs, NVIDIA runtime, GPUs, driver, CUDA, images."""
@@ -29,7 +38,7 @@ def hosts_check_command(
     from orchestrator.images.compose import load_compose
 
     entries = inventory.select(inventory.load(hosts_file), hosts or "all")
-    rows = check_hosts(entries, load_compose(str(compose) if compose else None))
+    rows = check_hosts(entries, load_compose(compose_arg(compose, project)))
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
     else:

@@ -13,7 +13,7 @@ import typer
 import typer.core
 from rich.markup import escape
 
-from orchestrator.cli.common import ComposeOpt, DockerOpt, err_console, out_console
+from orchestrator.cli.common import ComposeOpt, DockerOpt, ProjectOpt, compose_arg, err_console, out_console
 from orchestrator.errors import EXIT_OK, InvalidOptions
 from orchestrator.sweep.spec import Flavour
 
@@ -44,6 +44,7 @@ def images_command(
         show_default=False)] = None,
     flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
     compose: ComposeOpt = None,
+    project: ProjectOpt = None,
     docker_url: DockerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
 ) -> int:
@@ -53,7 +54,7 @@ def images_command(
     from orchestrator.images.build import build_declared, image_rows, select_services
     from orchestrator.images.compose import load_compose
 
-    cf = load_compose(str(compose) if compose else None)
+    cf = load_compose(compose_arg(compose, project))
     selected = None
     if build or names:
         selected = select_services(cf, list(names or []), flavour.value if flavour else None)
@@ -86,27 +87,27 @@ def images_command(
 
 @images_app.command("add")
 def images_add_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                       compose: ComposeOpt = None) -> int:
+                       compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
     """Declare another version: check it on PyPI, resolve its hash lock, add its service to compose.yaml."""
     from orchestrator.images.build import add_version
     from orchestrator.images.compose import load_compose
 
     err = err_console()
-    lines = add_version(pin, flavour.value if flavour else None, python, load_compose(str(compose) if compose
-                        else None), lambda line: err.print(line, markup=False))
+    lines = add_version(pin, flavour.value if flavour else None, python, load_compose(compose_arg(compose, project)),
+                        lambda line: err.print(line, markup=False))
     typer.echo("\n".join(lines))
     return EXIT_OK
 
 
 @images_app.command("remove")
 def images_remove_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                          compose: ComposeOpt = None) -> int:
+                          compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
     """Undo ``images add`` exactly: its compose service, its .in and its lock (a built image stays)."""
     from orchestrator.images.build import remove_version
     from orchestrator.images.compose import load_compose
 
     typer.echo(remove_version(pin, flavour.value if flavour else None, python,
-                              load_compose(str(compose) if compose else None)))
+                              load_compose(compose_arg(compose, project))))
     return EXIT_OK
 
 
@@ -117,11 +118,12 @@ def images_build_command(
     flavour: Annotated[Flavour | None, typer.Option(help="with framework names: cpu or cuda images")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild every layer")] = False,
     compose: ComposeOpt = None,
+    project: ProjectOpt = None,
 ) -> int:
     """Build declared images as make images does: base, wheel, the lock's wheelhouse, then the offline build."""
     from orchestrator.images.build import build_declared, select_services
     from orchestrator.images.compose import load_compose
 
-    cf = load_compose(str(compose) if compose else None)
+    cf = load_compose(compose_arg(compose, project))
     build_declared(cf, select_services(cf, list(names or []), flavour.value if flavour else None), no_cache)
     return EXIT_OK

@@ -7,10 +7,11 @@ refuse). Only blockers make the exit code non-zero.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import labels
-from orchestrator.errors import GdbenchError
+from orchestrator.errors import GdbenchError, InvalidOptions
 from orchestrator.hosts import gpus as gpuhost
 
 if TYPE_CHECKING:
@@ -44,19 +45,26 @@ def gpu_check(gpus: gpuhost.HostGpus) -> Check:
                                     "recorded as unavailable")
 
 
-def diagnose(compose_path: str | None = None, docker_url: str | None = None) -> list[Check]:
-    """Every check, in the order a user would fix them."""
+def diagnose(compose_path: str | None = None, docker_url: str | None = None,
+             project: str | Path | None = None) -> list[Check]:
+    """Every check, in the order a user would fix them. A ``--project`` that is not one is refused (exit 2)
+    before any check, as every command refuses it."""
+    from orchestrator import project as projects
+    from orchestrator.images.compose import load_compose
+
     checks: list[Check] = []
-    gpus = gpuhost.probe()
-    checks.append(gpu_check(gpus))
     compose = None
     try:
-        from orchestrator.images.compose import load_compose
-
-        compose = load_compose(compose_path)
+        where = projects.locate(compose_path, project)
+        checks.append(Check("project", OK, f"{where.root} ({where.source})"))
+        compose = load_compose(where.compose)
         checks.append(Check("compose file", OK, f"{compose.path}: services {', '.join(compose.services)}"))
+    except InvalidOptions:
+        raise
     except GdbenchError as exc:
         checks.append(Check("compose file", BLOCKER, exc.message, exc.fix))
+    gpus = gpuhost.probe()
+    checks.insert(0, gpu_check(gpus))
 
     try:
         from orchestrator.backends.docker.engine import DockerEngine
@@ -106,14 +114,14 @@ def engine_checks(engine: DockerEngine, compose: ComposeFile | None, gpus: gpuho
                     if why:
                         level, detail, fix = WARN, why, "upgrade the NVIDIA driver"
                 if not image_labels:
-                    level, fix = WARN, f"rebuild it (make images): it carries no {labels.PREFIX}* labels"
+                    level, fix = WARN, (f"rebuild it (gdbench images build {row['service']}): it carries no "
+                                        f"{labels.PREFIX}* labels")
                 checks.append(Check(name, level, detail, fix))
             elif row["flavour"] == "cpu":
-                checks.append(Check(name, BLOCKER, "not built", f"make images (or: make image-{row['service']})"))
+                checks.append(Check(name, BLOCKER, "not built", f"gdbench images build {row['service']}"))
             else:
                 checks.append(Check(name, WARN if f.nvidia_runtime else INFO, "not built (only needed for GPU runs)",
-                                    f"make images FLAVOUR=cuda (or: make image-{row['service'].removesuffix('-gpu')} "
-                                    "FLAVOUR=cuda)"))
+                                    f"gdbench images build {row['service']}"))
     leftovers = engine.managed_containers()
     if leftovers:
         checks.append(Check("leftover containers", WARN, f"{len(leftovers)} gdbench container(s) still exist: "

@@ -72,14 +72,14 @@ def select_services(compose: ComposeFile, names: list[str], flavour: str | None)
 
 
 def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool = False) -> None:
-    """Build with the checkout's scripts/build_image.py --fetch (lock checks, wheelhouse, base, labels): the
-    one way gdbench builds an image."""
+    """Build with the project's scripts/build_image.py --fetch (lock checks, wheelhouse, base, labels): the
+    one way gdbench builds an image. The project is the compose file's folder (``orchestrator.project``)."""
     root = compose.path.parent
     script = root / "scripts" / "build_image.py"
     if not script.is_file():
-        raise GdbenchError(f"{script} is missing: gdbench images build needs the checkout of {compose.path}",
-                           fix="pass --compose with the compose.yaml of a gdbench checkout (its scripts/ build "
-                               "every declared image)")
+        raise GdbenchError(f"{script} is missing: gdbench images build needs the project of {compose.path}",
+                           fix="pass --project with a gdbench project (gdbench init DIR makes one), or --compose "
+                               "with the compose.yaml of one")
     for svc in services:
         cmd = [sys.executable, str(script), svc.name, "--fetch", *(["--no-cache"] if no_cache else [])]
         # The build's log is diagnostics: stderr (fd 2), so stdout stays the command's data (images --build --json).

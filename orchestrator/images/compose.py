@@ -19,11 +19,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from orchestrator import project as projects
 from orchestrator.errors import ComposeError, InvalidOptions
 from orchestrator.images.versions import BASES, DEFAULT_PYTHON
-
-COMPOSE_ENV = "GDBENCH_COMPOSE"
-COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 # $$ | $NAME | ${NAME} | ${NAME<op>word} with op one of :- - :? ? :+ +
 _VAR = re.compile(r"\$(?:(?P<escaped>\$)|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
@@ -220,27 +218,17 @@ class ComposeFile:
         return [asked]
 
 
-def find_compose(explicit: str | Path | None = None) -> Path:
-    """``--compose``, then ``$GDBENCH_COMPOSE``, then the current directory, then the checkout gdbench runs from."""
-    if explicit or os.environ.get(COMPOSE_ENV):
-        path = Path(explicit or os.environ[COMPOSE_ENV])
-        if not path.is_file():
-            raise ComposeError(f"compose file {path} does not exist",
-                               fix="pass --compose PATH to the project's compose.yaml")
-        return path
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        for name in COMPOSE_NAMES:
-            if (base / name).is_file():
-                return base / name
-    raise ComposeError("no compose.yaml found in the current directory or the gdbench checkout",
-                       fix="run from the project root or pass --compose PATH")
+def find_compose(explicit: str | Path | None = None, project: str | Path | None = None) -> Path:
+    """``--compose``, ``--project``, ``$GDBENCH_COMPOSE``, then the project directory's: ``orchestrator.project``."""
+    return projects.locate(explicit, project).compose
 
 
-def load_compose(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> ComposeFile:
+def load_compose(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                 project: str | Path | None = None) -> ComposeFile:
     """Parse and interpolate the compose file; only ``image``, ``build`` and ``profiles`` are used."""
     import yaml
 
-    file = find_compose(path)
+    file = find_compose(path, project)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

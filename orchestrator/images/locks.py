@@ -66,11 +66,12 @@ def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) ->
     stem = lock_stem(pin.framework, pin.version, pin.flavour, pin.base)
     in_path, lock_path = folder / f"{stem}.in", folder / f"{stem}.txt"
     in_path.write_text(requirements_in(pin, template.read_text(encoding="utf-8"), current), encoding="utf-8")
-    tool = subprocess.run(["make", "-s", "lock-tool"], cwd=root, capture_output=True, text=True)
+    tool = subprocess.run(["make", "-s", "-f", "images/images.mk", "lock-tool"], cwd=root, capture_output=True,
+                          text=True)
     if tool.returncode != 0:
         in_path.unlink(missing_ok=True)
         raise GdbenchError(f"could not install the lock tool: {_last_line(tool.stderr or tool.stdout)}",
-                           fix="check that PyPI is reachable, then run make lock-tool")
+                           fix="check that PyPI is reachable, then run make -f images/images.mk lock-tool")
     env = {**os.environ, **lock_env(pin), "UV": str(root / ".cache/tools/bin/uv")}
     on_line(f"resolving {pin.framework}=={pin.version} ({pin.flavour}, Python {pin.base.python}) against PyPI …")
     proc = subprocess.run(["bash", "scripts/lock-image.sh", str(in_path.relative_to(root))], cwd=root, env=env,
