@@ -128,3 +128,10 @@ class Framework(ABC):
     def details(self, device: str) -> dict[str, Any]:
         """Framework-specific provenance: backend, device name, precision settings."""
         return {}
+
+    def kernel_path(self, device: str, variant: str) -> str | None:
+        """The library and kernel the row's products ran on, as this process can read it (``solvers.kernels``):
+        by default the OpenBLAS that loaded, with the core kernels it chose; None where nothing says."""
+        from .kernels import openblas
+
+        return openblas() if device == "cpu" else None

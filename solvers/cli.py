@@ -216,6 +216,7 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
                           check_sync=not args.no_sync_check, simulated=simulated,
                           sampler=nvml.open_window if gpu and not simulated else None)
             row["peak_device_bytes"] = fw.peak_device_memory(args.device) if gpu else None
+            row["kernel_path"] = _kernel_path(fw, args.device, variant) if row["status"] != "unavailable" else None
             _log(f"  {row['status']}: " + (f"{row['time_per_iter_s'] * 1e3:.4f} ms/iter, err {row['max_rel_error']:.1e}"
                                              if row["status"] == "ok" else str(row["reason"])))
             results.append(row)
@@ -229,6 +230,14 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
     doc["floor"] = floors if not args.no_floor else None
     _emit(doc, args.out, stdout)
     return {"ok": EXIT_OK, "simulated": EXIT_OK, "failed": EXIT_FAILED}.get(status, EXIT_UNAVAILABLE)
+
+
+def _kernel_path(fw: Framework, device: str, variant: str) -> str | None:
+    """What ``fw.kernel_path`` reads, or why it could not: a diagnostic, never a reason to lose the row."""
+    try:
+        return fw.kernel_path(device, variant)
+    except Exception as exc:
+        return f"not read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
 
 
 def list_frameworks(args: argparse.Namespace, stdout: TextIO) -> int:

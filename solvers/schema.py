@@ -52,6 +52,8 @@ RESULT = {
         "max_rel_error": _num,
         "tolerance": _num,
         "output_dtype": _str,
+        #: The library and kernel the row's products ran on, as the process could read it (``solvers.kernels``).
+        "kernel_path": _str,
         "sync_check": {
             "type": ["object", "null"],
             "required": ["iters", "ratio", "passed"],

@@ -139,11 +139,13 @@ def test_report_tables_show_numbers_only_for_rows_that_passed(runs: dict[str, Pa
     times = md_rows(md, "Time per iteration")
     numpy = doc_rows(runs["a"] / "numpy-cpu.json")
     for variant in ("loop", "fused"):
-        cells = times[("numpy", "cpu", variant)]
+        *cells, path = times[("numpy", "cpu", variant)]  # the last column: the code path the rows ran on
+        assert path == numpy[(variant, 2)]["kernel_path"] and path.startswith("OpenBLAS ")
         for cell, d in zip(cells, (2, 5), strict=True):
             assert math.isclose(lead(cell), numpy[(variant, d)]["time_per_iter_s"] * 1e3, rel_tol=1e-3)
             assert f"±{numpy[(variant, d)]['cv']:.1%}" in cell
-    assert all(re.fullmatch(r"unavailable \[\d+\]", c) for c in times[("numpy", "gpu", "loop")])
+    *unavailable, no_path = times[("numpy", "gpu", "loop")]
+    assert all(re.fullmatch(r"unavailable \[\d+\]", c) for c in unavailable) and no_path == "—"
     numba = loads((runs["a"] / "numba-cpu.json").read_text())
     for r in numba["results"]:
         cell = times[("numba", "cpu", r["variant"])][[2, 5].index(r["dim"])]

@@ -150,10 +150,17 @@ def build_section(label: str, df: pd.DataFrame) -> RunSection:
     newest = baseline_key(keyer, keys[0]) if keys else BASELINE
     of_numpy = f" {newest[3]}" if len(newest) > 3 and newest[3] else ""
     matrix = lambda *a, **kw: _matrix(*a, **kw, keyer=keyer)  # noqa: E731
+
+    def path_cell(key: Key) -> Cell:
+        """The library and kernel the row ran on (``kernel_path``), beside its times."""
+        paths = sorted({p for d in dims if (p := text((recs.get((*key, d)) or {}).get("kernel_path")))})
+        return Cell("; ".join(paths), "note") if paths else Cell("—", "missing", "not recorded by this run")
+
     tables = [
         matrix(f"Time per iteration, ms (median of at least {repeats} repeats of {iters} iterations; ± CV"
                f"{'; × floor' if _has(recs, keys, ('x_floor',)) else ''})", keys, dims,
-               lambda k, d: time_cell(recs.get((*k, d)))),
+               lambda k, d: time_cell(recs.get((*k, d))),
+               ("code path", path_cell) if any(text(r.get("kernel_path")) for r in recs.values()) else None),
         matrix(f"Speedup vs numpy{of_numpy} loop on CPU (same run, same d; higher is faster; ≈ inside the noise)",
                keys, dims, lambda k, d: speedup_cell(recs.get((*k, d)), base(k, d)), ("geomean", row_geomean)),
         matrix(f"First call, ms (compile/trace plus one run of {iters} iterations)", keys, dims,

@@ -192,6 +192,11 @@ class CupyFramework(Framework):
         if device == "gpu":
             cp.get_default_memory_pool().free_all_blocks()
 
+    def kernel_path(self, device: str, variant: str) -> str | None:
+        if variant == "fused":
+            return "a RawKernel (residual) and one cuBLAS gemv per step, in CUDA graphs"
+        return "CuPy's elementwise kernels and cuBLAS products"
+
     def details(self, device: str) -> dict[str, Any]:
         props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         dists = [d for d in REGISTRY["cupy"].dists if _has_dist(d)]

@@ -230,6 +230,11 @@ class NumbaCudaFramework(NumbaFramework):
             raise Unavailable(self.gpu_unavailable_reason())
         return LoopSolver() if variant == "loop" else FusedSolver()
 
+    def kernel_path(self, device: str, variant: str) -> str | None:
+        if device == "gpu":
+            return "numba-cuda's own kernels (no cuBLAS)"
+        return super().kernel_path(device, variant)
+
     def details(self, device: str) -> dict[str, Any]:
         if device != "gpu":
             return super().details(device)

@@ -85,5 +85,10 @@ class NumpyFramework(Framework):
     def make_solver(self, device: str, variant: str) -> Solver:
         return LoopSolver() if variant == "loop" else FusedSolver()
 
+    def kernel_path(self, device: str, variant: str) -> str | None:
+        from ..kernels import openblas
+
+        return openblas(prefix_hint="numpy")  # NumPy's own OpenBLAS, not another library's
+
 
 FRAMEWORK = NumpyFramework()

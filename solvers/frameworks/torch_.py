@@ -41,6 +41,7 @@ set at import and recorded in ``details``. Compile caches (``TORCHINDUCTOR_CACHE
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from typing import Any
@@ -223,6 +224,21 @@ def replay_plan(iters: int, block: int) -> list[tuple[int, int]]:
     return plan
 
 
+@functools.cache
+def _mkl_path() -> str:
+    """MKL prints its banner on the first verbose call of the process only: read it once."""
+    from ..kernels import captured_c_stdout, mkl_summary
+
+    X = torch.ones(64, 8, dtype=torch.float64)
+    v = torch.ones(8, dtype=torch.float64)
+
+    def one_gemv() -> None:
+        with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+            torch.mv(X, v)
+
+    return mkl_summary(captured_c_stdout(one_gemv)) or "MKL (its verbose banner names no path)"
+
+
 class TorchFramework(Framework):
     name = "torch"
 
@@ -273,6 +289,18 @@ class TorchFramework(Framework):
     def reset_peak_device_memory(self, device: str) -> None:
         if device == "gpu" and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+
+    def kernel_path(self, device: str, variant: str) -> str | None:
+        """cuBLAS on the GPU; on the CPU the path MKL's own banner names for one float64 gemv (its generic
+        path on CPUs it does not dispatch for) and the vector ISA ATen's kernels were built for."""
+        if device == "gpu":
+            return f"cuBLAS (CUDA {torch.version.cuda})"
+        from ..kernels import openblas
+
+        aten = f"ATen {torch.backends.cpu.get_cpu_capability()}"
+        if not torch.backends.mkl.is_available():
+            return f"{openblas() or 'BLAS not named'}; {aten}"
+        return f"{_mkl_path()}; {aten}"
 
     def details(self, device: str) -> dict[str, Any]:
         gpu = device == "gpu" and torch.cuda.is_available()
