@@ -20,8 +20,8 @@ from orchestrator.results.compare_text import (
     verdict_text,
     write_pages,
 )
+from orchestrator.results.emit import VERDICT_CSS, html_escape, html_page, html_table, md_escape, md_table
 from orchestrator.results.noise import Verdict
-from orchestrator.results.table import CSS, html_escape, md_escape
 
 
 def _columns(c: Across, g: Group) -> list[str]:
@@ -102,13 +102,8 @@ def render_markdown(c: Across) -> str:
     out = [f"# gdbench compare --across {c.axis}", "", md(f"Runs: {', '.join(c.labels)}."), ""]
     out += [f"> **warning:** {md(w)}" for w in c.warnings]
     for g in c.groups:
-        out += ["", f"## {md(title(c, g))}", "", "| | " + " | ".join(md(v) for v in g.values) + " |",
-                "|" + "---|" * (len(g.values) + 1)]
-        out += ["| " + " | ".join(md(x) for x in [name, *values]) + " |" for name, values in g.provenance]
-        header, rows = table_rows(c, g)
-        out += ["", "| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(f"**{md(x)}**" if x.startswith(("▲", "▼")) else md(x) for x in row) + " |"
-                for row in rows]
+        out += ["", f"## {md(title(c, g))}", "", *md_table(["", *g.values], [[n, *v] for n, v in g.provenance])]
+        out += ["", *md_table(*table_rows(c, g), bold_marks=True)]
     out += ["", "## Verdict per framework", ""] + [f"- {md(line)}" for g in c.groups for line in g.verdict_lines()]
     out += ["", method_text(c.alpha, c.min_effect, side="value"), ""]
     return "\n".join(out)
@@ -116,26 +111,21 @@ def render_markdown(c: Across) -> str:
 
 def render_html(c: Across) -> str:
     e = html_escape
-
-    def table(header: list[str], rows: list[list[str]], cls: str) -> str:
-        return (f"<table class='{cls}'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header)
-                + "</tr></thead><tbody>" + "".join(
-                    "<tr>" + "".join(f"<td class='{STYLES.get(x[:1], ('', ''))[1]}'>{e(x)}</td>" for x in row)
-                    + "</tr>" for row in rows) + "</tbody></table>")
-
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gdbench compare --across "
-             f"{e(c.axis)}</title><style>{CSS} td.slower {{ color: #a40000; font-weight: 700; }} "
-             "td.faster { color: #1b6e20; font-weight: 700; }</style></head><body>",
-             f"<h1>gdbench compare --across {e(c.axis)}</h1><p>Runs: {e(', '.join(c.labels))}.</p>"]
-    parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in c.warnings]
+    body = [f"<h1>gdbench compare --across {e(c.axis)}</h1><p>Runs: {e(', '.join(c.labels))}.</p>"]
+    body += [f"<p class='warning'>warning: {e(w)}</p>" for w in c.warnings]
     for g in c.groups:
-        parts.append(f"<h2>{e(title(c, g))}</h2>")
-        parts.append(table(["", *g.values], [[name, *values] for name, values in g.provenance], "provenance"))
-        parts.append(table(*table_rows(c, g), "compare"))
-    parts.append("<h2>Verdict per framework</h2><ul>" + "".join(
+        body.append(f"<h2>{e(title(c, g))}</h2>")
+        body.append(html_table(["", *g.values], [[name, *values] for name, values in g.provenance], "provenance",
+                               cell_class=_verdict_class))
+        body.append(html_table(*table_rows(c, g), "compare", cell_class=_verdict_class))
+    body.append("<h2>Verdict per framework</h2><ul>" + "".join(
         f"<li>{e(line)}</li>" for g in c.groups for line in g.verdict_lines()) + "</ul>")
-    parts.append(f"<p>{e(method_text(c.alpha, c.min_effect, side='value'))}</p></body></html>\n")
-    return "".join(parts)
+    body.append(f"<p>{e(method_text(c.alpha, c.min_effect, side='value'))}</p>")
+    return html_page(f"gdbench compare --across {c.axis}", body, VERDICT_CSS)
+
+
+def _verdict_class(cell: str) -> str:
+    return STYLES.get(cell[:1], ("", ""))[1]
 
 
 def render_csv(c: Across) -> str:

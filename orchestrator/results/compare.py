@@ -36,9 +36,9 @@ from orchestrator.results.compare_text import (
     verdict_text,
     write_pages,
 )
-from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, min_p_value, sample, verdict
+from orchestrator.results.emit import VERDICT_CSS, html_escape, html_page, html_table, md_escape, md_table
+from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, sample, verdict
 from orchestrator.results.table import (
-    CSS,
     DOCUMENT_FIELDS,
     HOST_FIELDS,
     WORKLOAD_FIELDS,
@@ -46,9 +46,7 @@ from orchestrator.results.table import (
     Keys,
     distinct,
     document_keys,
-    html_escape,
     load_labeled,
-    md_escape,
     records,
     row_keys,
     rows_that_ran,
@@ -216,43 +214,28 @@ def render_markdown(c: Comparison) -> str:
     md = md_escape
     out = ["# gdbench compare", "", md(c.legend), "", "## Provenance that differs", ""]
     if c.provenance:
-        out += ["| | " + " | ".join(c.aliases) + " |", "|" + "---|" * (len(c.labels) + 1)]
-        out += ["| " + " | ".join(md(x) for x in [name, *values]) + " |" for name, values in c.provenance]
+        out += md_table(["", *c.aliases], [[name, *values] for name, values in c.provenance])
     else:
         out.append("No recorded difference between the runs.")
     out += [""] + [f"> **warning:** {md(w)}" for w in c.warnings] + ["", "## Median time per iteration", ""]
-    header, rows = table_rows(c)
-    out += ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        out.append("| " + " | ".join(f"**{md(x)}**" if x.startswith(("▲", "▼")) else md(x) for x in row) + " |")
+    out += md_table(*table_rows(c), bold_marks=True)
     out += ["", c.method, ""]
     return "\n".join(out)
 
 
 def render_html(c: Comparison) -> str:
     e = html_escape
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gdbench compare</title>",
-             f"<style>{CSS} td.slower {{ color: #a40000; font-weight: 700; }} "
-             "td.faster { color: #1b6e20; font-weight: 700; } .warning { color: #8a5a00; font-weight: 600; }</style>",
-             "</head><body><h1>gdbench compare</h1>",
-             f"<p>{e(c.legend)}</p>",
-             "<h2>Provenance that differs</h2>"]
+    body = ["<h1>gdbench compare</h1>", f"<p>{e(c.legend)}</p>", "<h2>Provenance that differs</h2>"]
     if c.provenance:
-        parts.append("<table class='provenance'><thead><tr><th></th>" + "".join(f"<th>{e(x)}</th>" for x in c.aliases)
-                     + "</tr></thead><tbody>" + "".join(
-                         "<tr>" + "".join(f"<td>{e(x)}</td>" for x in [name, *values]) + "</tr>"
-                         for name, values in c.provenance) + "</tbody></table>")
+        body.append(html_table(["", *c.aliases], [[name, *values] for name, values in c.provenance], "provenance"))
     else:
-        parts.append("<p>No recorded difference between the runs.</p>")
-    parts += [f"<p class='warning'>warning: {e(w)}</p>" for w in c.warnings]
-    header, rows = table_rows(c)
-    parts.append("<h2>Median time per iteration</h2><table class='compare'><thead><tr>"
-                 + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
-    for row in rows:
-        parts.append(f"<tr class='dev-{e(row[1])}'>" + "".join(
-            f"<td class='{STYLES.get(x[:1], ('', ''))[1]}'>{e(x)}</td>" for x in row) + "</tr>")
-    parts.append(f"</tbody></table><p>{e(c.method)}</p></body></html>\n")
-    return "".join(parts)
+        body.append("<p>No recorded difference between the runs.</p>")
+    body += [f"<p class='warning'>warning: {e(w)}</p>" for w in c.warnings]
+    body += ["<h2>Median time per iteration</h2>",
+             html_table(*table_rows(c), "compare", cell_class=lambda x: STYLES.get(x[:1], ("", ""))[1],
+                        row_attrs=lambda row: f"class='dev-{e(row[1])}'"),
+             f"<p>{e(c.method)}</p>"]
+    return html_page("gdbench compare", body, VERDICT_CSS)
 
 
 def render_csv(c: Comparison) -> str:
@@ -279,5 +262,4 @@ def write_outputs(c: Comparison, out_dir: Path) -> list[Path]:
                                  "compare.csv": render_csv(c)})
 
 
-__all__ = ["ALPHA", "MARKED", "MIN_EFFECT", "Comparison", "compare", "gate", "min_p_value", "print_terminal",
-           "verdict", "verdict_text", "write_outputs"]
+__all__ = ["MARKED", "Comparison", "compare", "gate", "print_terminal", "verdict_text", "write_outputs"]

@@ -10,9 +10,10 @@ import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from orchestrator.results.emit import html_escape, html_page, html_table, md_escape, md_table
 from orchestrator.results.report_cells import LEGEND
 from orchestrator.results.report_common import RunSection, Table, plot_title
-from orchestrator.results.table import CSS, DOCUMENT_FIELDS, html_escape, md_escape
+from orchestrator.results.table import DOCUMENT_FIELDS
 
 DEVICE_MARK = {"cpu": "🟩 cpu", "gpu": "🟦 gpu"}
 DOCUMENT_HEADER = ["framework", "device", *(name for name, _ in DOCUMENT_FIELDS)]
@@ -32,14 +33,10 @@ def _md_table(table: Table) -> str:
     lines = []
     if table.above:
         top, facts = table.above
-        lines += [f"| {md_escape(top[0])} | ".replace("|  |", "| |") + " | ".join(map(md_escape, top[1:])) + " |",
-                  "|" + "---|" * len(top)]
-        lines += ["| " + " | ".join(md_escape(x) for x in [name, *values]) + " |" for name, values in facts] + [""]
-    lines += [f"**{table.caption}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, cells in table.rows:
-        d, v = key[1], key[2]
-        lines.append("| " + " | ".join([md_escape(table.label(key)), DEVICE_MARK.get(d, d), v,
-                                        *(md_escape(c.text) for c in cells)]) + " |")
+        lines += [*md_table(top, [[name, *values] for name, values in facts]), ""]
+    lines += [f"**{table.caption}**", ""]
+    lines += md_table(head, ([table.label(key), DEVICE_MARK.get(key[1], key[1]), key[2], *(c.text for c in cells)]
+                             for key, cells in table.rows))
     return "\n".join(lines)
 
 
@@ -51,10 +48,7 @@ def render_markdown(sections: list[RunSection], files: dict[str, str], exported:
         out += [f"## Run {s.label}", "", "### Provenance", "", "| | |", "|---|---|"]
         out += [f"| {k} | {md_escape(v)} |" for k, v in s.provenance]
         header, columns = _doc_columns(s)
-        out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for r in s.documents.to_dict("records"):
-            out.append("| " + " | ".join(md_escape(r[c]) for c in columns) + " |")
-        out.append("")
+        out += ["", *md_table(header, ([r[c] for c in columns] for r in s.documents.to_dict("records"))), ""]
         for table in s.tables:
             out += [_md_table(table), ""]
         for name in s.plots:
@@ -71,9 +65,7 @@ def _html_table(table: Table) -> str:
     parts = []
     if table.above:
         top, facts = table.above
-        parts.append("<table class='kv differs'><thead><tr>" + "".join(f"<th>{e(x)}</th>" for x in top)
-                     + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in [name, *values])
-                                                        + "</tr>" for name, values in facts) + "</tbody></table>")
+        parts.append(html_table(top, [[name, *values] for name, values in facts], "kv differs"))
     parts += [f"<table class='results'><caption>{e(table.caption)}</caption><thead><tr>",
               "<th>framework</th><th>device</th><th>variant</th>", *(f"<th>{e(h)}</th>" for h in table.header),
               "</tr></thead><tbody>"]
@@ -106,12 +98,9 @@ def render_html(sections: list[RunSection], exported: Sequence[str]) -> str:
         body.append(f"<section class='run' data-run='{e(s.label)}'><h2>Run {e(s.label)}</h2><h3>Provenance</h3>"
                     f"<table class='kv'>{facts}</table>")
         header, columns = _doc_columns(s)
-        body.append("<table class='documents'><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in header)
-                    + "</tr></thead><tbody>")
-        for r in s.documents.to_dict("records"):
-            body.append(f"<tr class='dev-{e(r['device'])}'>"
-                        + "".join(f"<td>{e(r[c])}</td>" for c in columns) + "</tr>")
-        body.append("</tbody></table>")
+        device = columns.index("device")
+        body.append(html_table(header, ([r[c] for c in columns] for r in s.documents.to_dict("records")),
+                               "documents", row_attrs=lambda row, i=device: f"class='dev-{e(row[i])}'"))
         body += [_html_table(t) for t in s.tables]
         body += [_img(png, f"{s.label}: {plot_title(name)} vs d") for name, png in s.plots.items()]
         if s.notes:
@@ -121,5 +110,4 @@ def render_html(sections: list[RunSection], exported: Sequence[str]) -> str:
     body.append("<h2>Data</h2><p>Every per-repeat time is in " + " and ".join(
         f"<a href='{e(x)}'><code>{e(x)}</code></a>" for x in exported)
         + " (column <code>repeat_times_s</code>, seconds per repeat).</p>")
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gdbench report</title>"
-            f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+    return html_page("gdbench report", body)

@@ -7,7 +7,6 @@ whether two timings differ is ``orchestrator.results.noise``.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,31 +114,3 @@ def distinct(series: pd.Series, split: str | None = None) -> str:
     if split is not None:
         values = {part for v in values for part in v.split(split)}
     return "; ".join(sorted(values)) if values else "—"
-
-
-def md_escape(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def html_escape(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #1b1b1b; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { font-size: 1.05em; }
-table { border-collapse: collapse; margin: 0.6em 0 1.4em; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-th, td { border: 1px solid #c8c8c8; padding: 3px 8px; }
-th { background: #f0f0f0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.dev-cpu td { background: #dff0d8; }
-tr.dev-gpu td { background: #d9e8fb; }
-td.failed { color: #a40000; font-weight: 600; }
-td.unavailable, td.invalid, td.missing, td.note { color: #666; font-style: italic; }
-td.flagged { text-align: right; color: #8a5a00; font-weight: 600; }
-table.kv td:first-child { font-weight: 600; }
-.legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border: 1px solid #c8c8c8; }
-img { max-width: 100%; display: block; margin: 0.5em 0 1em; }
-code { background: #f4f4f4; padding: 0 3px; }
-"""
