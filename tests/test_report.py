@@ -29,7 +29,8 @@ from orchestrator.results.merge import MERGED_PARQUET, load_runs
 from orchestrator.results.noise import min_p_value
 from orchestrator.results.report import plot_series
 from orchestrator.results.report_cells import MARKS
-from orchestrator.results.table import dims_of, records, row_keys
+from orchestrator.results.rowkeys import records, row_keys
+from orchestrator.results.table import dims_of
 from solvers.schema import dumps, loads
 from tests.conftest import gdbench, refused
 from tests.rundocs import (  # the shared document builders
@@ -610,7 +611,7 @@ def test_report_has_one_row_per_version_with_its_python(versions: dict[str, Path
 
 def test_version_plot_lines_are_told_apart(versions: dict[str, Path]) -> None:
     from orchestrator.results.plots import line_style, shades
-    from orchestrator.results.table import Keys
+    from orchestrator.results.rowkeys import Keys
 
     df = load_runs([versions["run"]])
     keyer = Keys.of(df)

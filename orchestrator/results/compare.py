@@ -38,19 +38,15 @@ from orchestrator.results.compare_text import (
 )
 from orchestrator.results.emit import VERDICT_CSS, html_escape, html_page, html_table, md_escape, md_table
 from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, sample, verdict
+from orchestrator.results.rowkeys import CellKey, Keys, records, row_keys, text
 from orchestrator.results.table import (
     DOCUMENT_FIELDS,
     HOST_FIELDS,
     WORKLOAD_FIELDS,
-    CellKey,
-    Keys,
     distinct,
     document_keys,
     load_labeled,
-    records,
-    row_keys,
     rows_that_ran,
-    text,
 )
 
 #: Facts that, when they differ between runs, may explain a difference in time (shown first).

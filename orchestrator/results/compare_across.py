@@ -23,8 +23,8 @@ import pandas as pd
 from orchestrator.errors import InvalidOptions
 from orchestrator.results.noise import ALPHA, MIN_EFFECT, Sample, Verdict, geomean, sample, verdict
 from orchestrator.results.report_axes import FLEET_FIELDS
-from orchestrator.results.rowkeys import DEVICE_ORDER, VARIANT_ORDER, rank, version_rank
-from orchestrator.results.table import DOCUMENT_FIELDS, distinct, load_labeled, text
+from orchestrator.results.rowkeys import DEVICE_ORDER, VARIANT_ORDER, rank, text, version_rank
+from orchestrator.results.table import DOCUMENT_FIELDS, distinct, load_labeled
 from solvers.registry import FRAMEWORKS
 
 

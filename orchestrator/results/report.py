@@ -33,24 +33,26 @@ from orchestrator.results.report_cells import (
 )
 from orchestrator.results.report_common import Records, RunSection, Table, plot_title
 from orchestrator.results.report_pages import render_html, render_markdown
-from orchestrator.results.rowkeys import version_rank
-from orchestrator.results.table import (
+from orchestrator.results.rowkeys import (
     DEVICE_ORDER,
-    DOCUMENT_FIELDS,
-    HOST_FIELDS,
     VARIANT_ORDER,
-    WORKLOAD_FIELDS,
     Key,
     Keys,
+    rank,
+    records,
+    row_keys,
+    text,
+    version_rank,
+)
+from orchestrator.results.table import (
+    DOCUMENT_FIELDS,
+    HOST_FIELDS,
+    WORKLOAD_FIELDS,
     dims_of,
     distinct,
     host_fact,
     load_labeled,
-    rank,
-    records,
-    row_keys,
     rows_that_ran,
-    text,
     timed,
 )
 

@@ -14,7 +14,8 @@ import pandas as pd
 from orchestrator.results.noise import geomean
 from orchestrator.results.report_cells import Cell, ratio_cell, speedup, speedup_cell, time_cell
 from orchestrator.results.report_common import Records, Table
-from orchestrator.results.table import HOST_FIELDS, Key, Keys, distinct
+from orchestrator.results.rowkeys import Key, Keys
+from orchestrator.results.table import HOST_FIELDS, distinct
 
 #: Host facts compared between the hosts of a fleet (the inventory name is the table's header already).
 FLEET_FIELDS = [f for f in HOST_FIELDS if f[1] != "host"] + [

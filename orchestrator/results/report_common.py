@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.results.report_cells import Cell
-from orchestrator.results.table import CellKey, Key, Keys
+from orchestrator.results.rowkeys import CellKey, Key, Keys
 
 if TYPE_CHECKING:
     import pandas as pd

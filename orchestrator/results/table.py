@@ -16,10 +16,8 @@ import pandas as pd
 from orchestrator.errors import InvalidOptions
 from orchestrator.results.merge import load_runs
 from orchestrator.results.noise import num
-from orchestrator.results.rowkeys import DEVICE_ORDER, VARIANT_ORDER, CellKey, Key, Keys, rank, records, row_keys, text
+from orchestrator.results.rowkeys import DEVICE_ORDER, rank, text
 from solvers.registry import FRAMEWORKS
-
-__all__ = ["DEVICE_ORDER", "VARIANT_ORDER", "CellKey", "Key", "Keys", "rank", "records", "row_keys"]
 
 #: Host facts that may explain a difference in time, then the workload; label and merged column.
 #: "host" is the engine's hostname (``provenance.host``), never a container's random one.
