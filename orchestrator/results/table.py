@@ -1,8 +1,8 @@
 """What ``report`` and ``compare`` both read from merged results, defined once.
 
-Loading labelled runs, the fixed row order, "the rows that ran", one record per cell, number and text
-formatting, markdown/HTML escaping, the page style and the provenance fields. The noise rule that decides
-whether two timings differ is ``orchestrator.results.noise``.
+Loading labelled runs, "the rows that ran", number and text formatting and the provenance fields. Row keys
+and their order are ``rowkeys``; the noise rule that decides whether two timings differ is ``noise``; the
+tables' markdown and HTML are ``emit``.
 """
 
 from __future__ import annotations
