@@ -17,7 +17,7 @@ from .problem import ProblemData
 DEVICES = ("cpu", "gpu")
 VARIANTS = ("loop", "fused")
 #: Variants only some frameworks offer on some devices; accepted by name, never in a default list.
-EXTRA_VARIANTS = ("fused_cmdbuf",)
+EXTRA_VARIANTS = ("fused_cmdbuf", "compiled")
 ALL_VARIANTS = (*VARIANTS, *EXTRA_VARIANTS)
 
 

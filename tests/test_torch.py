@@ -48,6 +48,34 @@ def test_matches_reference(device: str, variant: str, dtype: str, d: int) -> Non
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_matches_reference(device: str, dtype: str) -> None:
+    """``compiled`` (torch.compile of the textbook step) solves the same problem; d=1 and 7: two shapes."""
+    for d in (1, 7):
+        _check(device, "compiled", dtype, d, iters=50)
+
+
+def test_compiled_is_a_recorded_variant_only_torch_offers() -> None:
+    """Asked for, it runs through the whole protocol (compile apart, sync check) and names inductor as its code
+    path; the frameworks without it answer unavailable, with the reason."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "solvers", "run", "--framework", "torch", "--variant", "fused,compiled", "--dims",
+         "3", "--n", "500", "--iters", "50", "--repeats", "2", "--max-repeats", "2", "--no-floor"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["variant"]: r for r in json.loads(proc.stdout)["results"]}
+    assert rows["compiled"]["status"] == "ok" and rows["compiled"]["sync_check"]["passed"]
+    assert rows["compiled"]["compile_s"] > 0 and rows["compiled"]["kernel_path"].startswith("inductor's C++")
+    assert rows["fused"]["kernel_path"].startswith(("MKL", "OpenBLAS"))
+    other = subprocess.run([sys.executable, "-m", "solvers", "run", "--framework", "numpy", "--variant", "compiled",
+                            "--dims", "3", "--n", "50", "--iters", "5", "--repeats", "1", "--max-repeats", "1"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    row = json.loads(other.stdout)["results"][0]
+    assert row["status"] == "unavailable" and row["reason"] == "numpy offers no compiled on cpu"
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_fused_float32_full_length(device: str) -> None:
     """1000 float32 steps at full n: the length at which accumulating gemv updates into W drifted past 1e-3."""
     _check(device, "fused", "float32", 2, iters=1_000, n=10_000)

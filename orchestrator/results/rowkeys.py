@@ -19,7 +19,7 @@ import pandas as pd
 from solvers.registry import FRAMEWORKS
 
 DEVICE_ORDER = ("cpu", "gpu")
-VARIANT_ORDER = ("loop", "fused")
+VARIANT_ORDER = ("loop", "fused", "fused_cmdbuf", "compiled")
 
 Key = tuple[str, ...]
 CellKey = tuple[Any, ...]

@@ -34,6 +34,10 @@ backend) won only at d=100 on an AMD host whose MKL runs its generic code path, 
 needs seconds of compile per dimension, so ``fused`` stays eager on CPU (measurements:
 docs/frameworks.md, ``scripts/torch_cpu_forms.py``).
 
+``compiled`` (asked for by name: ``--variant loop,fused,compiled``) records that form beside them: the
+textbook step through ``torch.compile`` (fullgraph, static shapes), one compiled step per call, its
+compilation timed apart as every variant's first call is.
+
 No TF32 anywhere: ``allow_tf32`` is off for matmul and cuDNN and float32 matmul precision is "highest",
 set at import and recorded in ``details``. Compile caches (``TORCHINDUCTOR_CACHE_DIR``,
 ``TRITON_CACHE_DIR``) go under the temp dir when unset and ``$HOME`` is not writable (read-only images).
@@ -172,6 +176,31 @@ class EagerFusedSolver(_Base):
         return self.W, self.b
 
 
+class CompiledSolver(_Base):
+    """``compiled``: the loop's textbook step through ``torch.compile`` (inductor, fullgraph, static shapes),
+    one compiled step per call. The first run compiles (``compile_s``); a run starts from (W0, b0)."""
+
+    relayout: str | None = None
+    extra_bytes = 0
+
+    def setup(self, data: ProblemData) -> None:
+        super().setup(data)
+        X, y, step = self.X, self.y, 2.0 * self.lr / self.n
+
+        def step_fn(W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            r = y - X @ W - b
+            return W + step * (X.T @ r), b + step * r.sum()
+
+        self.step = torch.compile(step_fn, fullgraph=True, dynamic=False)
+
+    @torch.inference_mode()
+    def run(self, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+        W, b = self.W0.clone(), self.b0.clone()
+        for _ in range(iters):
+            W, b = self.step(W, b)
+        return W, b
+
+
 class CudaGraphFusedSolver(EagerFusedSolver):
     """The fused step captured into CUDA graphs of 128, 64, …, 1 steps; a run replays them."""
 
@@ -241,6 +270,9 @@ def _mkl_path() -> str:
 
 class TorchFramework(Framework):
     name = "torch"
+    #: ``compiled`` only when asked (``--variant loop,fused,compiled``): seconds of compilation per d.
+    variants = {"cpu": ("loop", "fused", "compiled"), "gpu": ("loop", "fused", "compiled")}
+    requires = (("2.0", "torch.compile", ("compiled",)),)
 
     def version(self) -> str:
         return torch.__version__
@@ -275,11 +307,12 @@ class TorchFramework(Framework):
             if not torch.cuda.is_available():
                 raise Unavailable(self.gpu_unavailable_reason())
             dev = torch.device("cuda", torch.cuda.current_device())
-            return LoopSolver(dev) if variant == "loop" else CudaGraphFusedSolver(dev)
-        if device != "cpu":
+            fused: type[_Base] = CudaGraphFusedSolver
+        elif device == "cpu":
+            dev, fused = torch.device("cpu"), EagerFusedSolver
+        else:
             raise ValueError(f"unknown device {device!r}")
-        dev = torch.device("cpu")
-        return LoopSolver(dev) if variant == "loop" else EagerFusedSolver(dev)
+        return {"loop": LoopSolver, "fused": fused, "compiled": CompiledSolver}[variant](dev)
 
     def peak_device_memory(self, device: str) -> int | None:
         if device == "gpu" and torch.cuda.is_available():
@@ -294,10 +327,13 @@ class TorchFramework(Framework):
         """cuBLAS on the GPU; on the CPU the path MKL's own banner names for one float64 gemv (its generic
         path on CPUs it does not dispatch for) and the vector ISA ATen's kernels were built for."""
         if device == "gpu":
-            return f"cuBLAS (CUDA {torch.version.cuda})"
+            return ("inductor's Triton kernels and cuBLAS" if variant == "compiled" else "cuBLAS") + \
+                f" (CUDA {torch.version.cuda})"
         from ..kernels import openblas
 
         aten = f"ATen {torch.backends.cpu.get_cpu_capability()}"
+        if variant == "compiled":
+            return f"inductor's C++ loops (its own vectorised code, not MKL); {aten}"
         if not torch.backends.mkl.is_available():
             return f"{openblas() or 'BLAS not named'}; {aten}"
         return f"{_mkl_path()}; {aten}"
