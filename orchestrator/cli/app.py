@@ -43,6 +43,7 @@ from orchestrator.sweep.spec import (
     parse_variants,
 )
 from solvers import registry
+from solvers.base import ALL_VARIANTS
 from solvers.options import DEFAULTS
 
 app = typer.Typer(name="gdbench", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -58,7 +59,8 @@ def run_command(
         "--devices", "-d", help="comma list of cpu, gpu, auto (auto: the GPU where host and framework can, "
         "else the CPU)", show_default="cpu,auto")] = None,
     variants: Annotated[str | None, typer.Option(
-        help=f"comma list of {', '.join(DEFAULTS.variants)}", show_default="all")] = None,
+        help=f"comma list of {', '.join(ALL_VARIANTS)} (extras such as compiled run only when named; a "
+        "framework without one answers unavailable)", show_default=",".join(DEFAULTS.variants))] = None,
     dims: Annotated[str | None, typer.Option(
         help="comma list of dimensions d", show_default=",".join(map(str, DEFAULTS.dims)))] = None,
     n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default=str(DEFAULTS.n))] = None,
