@@ -51,6 +51,21 @@ def anchor(rec: dict[str, Any]) -> str:
     return "row-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
 
+def cell_key(rec: dict[str, Any]) -> CellKey | None:
+    """The cell a row belongs to (None for a row without a d: it measures nothing)."""
+    dim = rec.get("dim")
+    if dim is None:
+        return None
+    return (str(rec["framework"]), str(rec["device"]), str(rec["variant"]), int(dim), text(rec.get("dtype")),
+            text(rec.get("n")))
+
+
+def cell_anchor(key: CellKey) -> str:
+    """The id of a cell on its framework's pages (plots and tables alike)."""
+    _, device, variant, dim, dtype, n = key
+    return f"{device}-{variant}-d{dim}-{dtype}-n{n}"
+
+
 @dataclass(frozen=True)
 class Run:
     """One run of the site: its page name, where it came from and its rows (plain JSON values)."""
@@ -102,21 +117,12 @@ class Cell:
 
     @property
     def anchor(self) -> str:
-        _, device, variant, dim, dtype, n = self.key
-        return f"{device}-{variant}-d{dim}-{dtype}-n{n}"
+        return cell_anchor(self.key)
 
     @property
     def changes(self) -> int:
         """Points marked slower or faster in any order."""
         return sum(1 for p in self.points if any(v.mark for v in p.verdicts.values()))
-
-
-def _key(rec: dict[str, Any]) -> CellKey | None:
-    dim = rec.get("dim")
-    if dim is None:
-        return None
-    return (str(rec["framework"]), str(rec["device"]), str(rec["variant"]), int(dim), text(rec.get("dtype")),
-            text(rec.get("n")))
 
 
 def _mark(order: list[Point], axis: str, alpha: float, min_effect: float) -> None:
@@ -138,7 +144,7 @@ def build_cells(runs: list[Run], alpha: float, min_effect: float) -> list[Cell]:
     by_key: dict[CellKey, list[Point]] = {}
     for run in runs:
         for rec in run.rows:
-            key = _key(rec)
+            key = cell_key(rec)
             if key is not None:
                 by_key.setdefault(key, []).append(Point(run, rec, sample(rec), text(rec.get("framework_version")),
                                                         parse_date(rec.get("timestamp_utc")), stack_of(rec)))

@@ -15,9 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.results.compare_text import method_text, p_text, ratio_text, verdict_text
+from orchestrator.results.compare_text import p_text, ratio_text, verdict_text
 from orchestrator.results.noise import ALPHA, MIN_EFFECT, sample
-from orchestrator.results.publish_model import AXES, Cell, Point, Run, anchor, build_cells, frameworks_devices
+from orchestrator.results.publish_model import (
+    AXES,
+    Cell,
+    Point,
+    Run,
+    anchor,
+    build_cells,
+    cell_anchor,
+    cell_key,
+    frameworks_devices,
+)
 from orchestrator.results.publish_svg import SVG_CSS, plot, unit_of
 from orchestrator.results.rowkeys import text
 from orchestrator.results.table import CSS
@@ -130,6 +140,16 @@ def table_page(framework: str, cells: list[Cell]) -> str:
     return page(f"{framework}: history per cell (tables)", body)
 
 
+def method(alpha: float, min_effect: float) -> str:
+    """How a mark is reached: ``compare``'s test, applied to each point and the point before it."""
+    return ("Marks: in each order (version, date, host) every timed point is compared with the timed point before "
+            "it by gdbench compare's test: a two-sided Mann-Whitney U test on the per-repeat times per iteration "
+            f"at α={alpha:g}, not corrected for multiple comparisons, and marked ▲ slower or ▼ faster only when "
+            f"p < α and the ratio of medians is outside [{1 - min_effect:.2f}, {1 + min_effect:.2f}]. Every other "
+            "pair is inconclusive (≈): its difference is not larger than the runs' own noise. Spread: the thick "
+            "bar is the interquartile range of the repeats, the thin one their fastest to slowest.")
+
+
 def index_page(runs: list[Run], cells: list[Cell], alpha: float, min_effect: float) -> str:
     frameworks, devices = frameworks_devices(cells)
     head = "".join(f"<th>{esc(d)}</th>" for d in devices)
@@ -159,35 +179,33 @@ def index_page(runs: list[Run], cells: list[Cell], alpha: float, min_effect: flo
             + "".join(rows) + "</table>",
             '<table id="runs"><caption>Runs, oldest first</caption><tr><th>run</th><th>date (UTC)</th>'
             "<th>frameworks</th><th>hosts</th><th>source</th></tr>" + "".join(run_rows) + "</table>",
-            f'<p class="method">{esc(method_text(alpha, min_effect, "point"))} Here every point is compared '
-            "with the point before it in the plot's order.</p>"]
+            f'<p class="method">{esc(method(alpha, min_effect))}</p>']
     return page("gdbench results", body)
 
 
 def run_page(run: Run) -> str:
+    """A run's provenance (one column per document) and its rows, each row the target of its points' links."""
     docs: dict[tuple[str, ...], dict[str, Any]] = {}
     for rec in run.rows:
         docs.setdefault(tuple(text(rec.get(k)) for k in ("framework", "framework_version", "device", "host")), rec)
-    body = [f"<p>Source: <code>{esc(run.source)}</code></p>"]
-    for (framework, version, device, host), rec in docs.items():
-        kv = "".join(f"<tr><td>{label}</td><td>{esc(text(rec.get(col)) or '—')}</td></tr>"
-                     for label, col in PROVENANCE)
-        body.append(f'<table class="kv"><caption>{esc(framework)} {esc(version)} on {esc(device)} '
-                    f'@{esc(host or "local")}</caption>{kv}</table>')
+    head = "".join(f"<th>{esc(f)} {esc(v)} on {esc(d)} @{esc(h or 'local')}</th>" for f, v, d, h in docs)
+    kv = "".join(f"<tr><td>{label}</td>" + "".join(f"<td>{esc(text(rec.get(col)) or '—')}</td>"
+                                                   for rec in docs.values()) + "</tr>" for label, col in PROVENANCE)
+    body = [f"<p>Source: <code>{esc(run.source)}</code></p>",
+            f'<table class="kv" id="provenance"><caption>Provenance</caption><tr><th></th>{head}</tr>{kv}</table>']
     rows = []
     for rec in run.rows:
         point = Point(run, rec, sample(rec), text(rec.get("framework_version")), None, "")
-        timed = point.sample.median if point.sample.ok else 1e-3
-        scale, unit = unit_of(timed)
-        flags = text(rec.get("flags")) if isinstance(rec.get("flags"), str) else ""
-        rows.append(f'<tr id="{esc(anchor(rec))}"><td><a href="../{esc(str(rec["framework"]))}.html">'
-                    f"{esc(rec['framework'])}</a></td><td>{esc(point.version)}</td><td>{esc(rec['device'])}</td>"
-                    f"<td>{esc(rec['variant'])}</td><td>{esc(text(rec.get('dim')))}</td>"
-                    f"<td>{esc(text(rec.get('host')) or 'local')}</td>{_time_cells(point, scale, unit)}"
-                    f"<td>{esc(flags)}</td></tr>")
-    body.append('<table id="rows"><caption>Rows</caption><tr><th>framework</th><th>version</th><th>device</th>'
-                "<th>variant</th><th>d</th><th>host</th><th>median / iter</th><th>IQR</th><th>min–max</th>"
-                "<th>flags</th></tr>" + "".join(rows) + "</table>")
+        scale, unit = unit_of(point.sample.median if point.sample.ok else 1e-3)
+        key = cell_key(rec)
+        cell = f"../{esc(str(rec['framework']))}.html" + (f"#{esc(cell_anchor(key))}" if key else "")
+        rows.append(f'<tr id="{esc(anchor(rec))}"><td><a href="{cell}">{esc(rec["framework"])}</a></td>'
+                    f"<td>{esc(point.version)}</td><td>{esc(rec['device'])}</td><td>{esc(rec['variant'])}</td>"
+                    f"<td>{esc(text(rec.get('dim')))}</td><td>{esc(text(rec.get('host')) or 'local')}</td>"
+                    f"{_time_cells(point, scale, unit)}<td>{esc(text(rec.get('flags')))}</td></tr>")
+    body.append('<table id="rows"><caption>Rows (a framework links to the cell\'s history)</caption><tr>'
+                "<th>framework</th><th>version</th><th>device</th><th>variant</th><th>d</th><th>host</th>"
+                "<th>median / iter</th><th>IQR</th><th>min–max</th><th>flags</th></tr>" + "".join(rows) + "</table>")
     return page(f"Run {run.run_id}", body, up="../")
 
 
