@@ -1,5 +1,6 @@
-"""The site's pages, rendered from the runs' rows alone: index, one plot page and one table page per
-framework, one page per run with its provenance and rows.
+"""The site's pages from the runs' rows alone: an index, per framework a plot and a table page, per run a page.
+
+Each run's page holds its provenance and rows; each row is the target of its points' links.
 
 Every page is self-contained (inline style and SVG, no script, relative links only), so the site opens from
 disk and from any static host. A page whose text is unchanged is not rewritten, and pages of runs or
