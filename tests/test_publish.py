@@ -24,7 +24,7 @@ import pytest
 
 from orchestrator.results.merge import load_runs, write_merged
 from orchestrator.results.noise import sample, verdict
-from orchestrator.results.publish import CACHE_MANIFEST, DATA_DIR, publish
+from orchestrator.results.publish import CACHE_MANIFEST, DATA_DIR, publish, sources
 from orchestrator.sweep.rundir import RunDir
 from solvers.schema import loads
 from tests.conftest import gdbench, refused
@@ -224,6 +224,12 @@ def test_republish_reads_only_the_new_run(runs: dict[str, Path], tmp_path: Path)
         (runs["r4"] / "numpy-cpu.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def test_a_directory_of_runs_opens_into_its_runs(runs: dict[str, Path], tmp_path: Path) -> None:
+    root = runs["root"]
+    # "real" holds the solver's documents without a manifest (a run all the same); r2-merged holds no run.
+    assert sources([root], root / "site") == [root / n for n in ("r1", "r2", "r3", "r4", "real")]
+
+
 def test_bad_input_is_one_line_and_builds_nothing(runs: dict[str, Path], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"
@@ -232,8 +238,12 @@ def test_bad_input_is_one_line_and_builds_nothing(runs: dict[str, Path], tmp_pat
     notes.write_text("not results\n")
     table = tmp_path / "table.csv"
     table.write_text("a,b\n1,2\n")
+    bogus = tmp_path / "bogus"
+    bogus.mkdir()
+    (bogus / "numpy-cpu.json").write_text("{}\n")  # looks like a run directory, holds no valid document
     out = tmp_path / "site"
-    for bad, words in [(empty, "holds no run"), (notes, "not a run directory"), (table, "not a gdbench merged"),
+    for bad, words in [(empty, "holds no run"), (bogus, "holds no run (no valid result document; 1 file(s)"),
+                       (notes, "not a run directory"), (table, "not a gdbench merged"),
                        (tmp_path / "missing", "no such file")]:
         line = refused(capsys, "publish", str(runs["r1"]), str(bad), "--out", str(out))
         assert words in line and str(bad) in line, line

@@ -125,11 +125,16 @@ def sources(paths: Sequence[Path | str], out: Path) -> list[Path]:
 
 
 def read_source(path: Path, warn: Warn = _warn) -> list[dict[str, Any]]:
-    """The rows of one source through ``load_runs`` (the one reader of results), reduced to ``KEEP``."""
-    df = load_runs([path], warn)
+    """The rows of one source through ``load_runs`` (the one reader of results), reduced to ``KEEP``; a source
+    without one valid document is refused in one line, naming the first file it skipped."""
+    notes: list[str] = []
+    df = load_runs([path], notes.append)
     if df.empty:
-        raise InvalidOptions(f"{path}: holds no run (no valid result document)",
+        why = f"; {len(notes)} file(s) skipped, the first: {' '.join(notes[0].split())}" if notes else ""
+        raise InvalidOptions(f"{path}: holds no run (no valid result document{why})",
                              fix="give a directory written by `gdbench run` or a file from `gdbench merge`")
+    for note in notes:  # a source that loads says what it skipped; one that does not is one line above
+        warn(note)
     return [{k: _plain(rec.get(k)) for k in KEEP} for rec in df.to_dict("records")]
 
 
