@@ -38,7 +38,8 @@ SLOWDOWN = 3.0
 #: run name → (framework version, date, timing factor, inventory host or None)
 HISTORY = {
     "r1": ("1.26.4", "2026-11-01T10:00:00+00:00", 1.0, None),
-    "r2": ("2.0.2", "2026-11-08T10:00:00+00:00", 1.0, "box2"),
+    # An older version run later: version order (PEP 440: 1.9.3 < 1.26.4) differs from date order and from text.
+    "r2": ("1.9.3", "2026-11-08T10:00:00+00:00", 1.0, "box2"),
     "r3": ("2.4.6", "2026-11-15T10:00:00+00:00", SLOWDOWN, None),
     "r4": ("2.4.6", "2026-11-22T10:00:00+00:00", SLOWDOWN, None),
 }
@@ -138,8 +139,8 @@ def test_framework_page_has_a_plot_per_cell_and_order_with_one_point_per_run(sit
         for svg in plots.values():
             ET.fromstring(svg)  # well-formed SVG
             assert sorted(run for run, _ in points(svg)) == ["r1", "r2", "r3"]
-        in_version_order = [run for run, _ in points(plots["version"])]
-        assert in_version_order == ["r1", "r2", "r3"]  # 1.26.4 < 2.0.2 < 2.4.6
+        assert [run for run, _ in points(plots["version"])] == ["r2", "r1", "r3"]  # 1.9.3 < 1.26.4 < 2.4.6
+        assert [run for run, _ in points(plots["date"])] == ["r1", "r2", "r3"]
         timed = cell_id in timed_cells(runs)
         for _, markup in points(plots["date"]):
             assert ("<circle" in markup) == timed and ('class="untimed"' in markup) != timed
@@ -154,10 +155,11 @@ def test_marks_where_the_fixture_is_slower_beyond_the_noise(site: Path, runs: di
                 for n, df in frames.items()}
         # The fixture's slowdown is beyond the noise by the one rule, and r1 → r2 (same times) is not.
         assert verdict(sample(recs["r2"]), sample(recs["r3"])).mark == "slower"
+        assert verdict(sample(recs["r1"]), sample(recs["r3"])).mark == "slower"
         assert verdict(sample(recs["r1"]), sample(recs["r2"])).mark == ""
-        # By version and by date r3 follows r2; by host r1 and r3 (local) come first, then r2 (box2), so there
+        # By version r3 follows r1, by date r2; by host r1 and r3 (local) come first, then r2 (box2), so there
         # r3 is slower than r1 and r2 is faster than r3.
-        expected = {"version": [("r1", []), ("r2", []), ("r3", ["slower"])],
+        expected = {"version": [("r2", []), ("r1", []), ("r3", ["slower"])],
                     "date": [("r1", []), ("r2", []), ("r3", ["slower"])],
                     "stack": [("r1", []), ("r3", ["slower"]), ("r2", ["faster"])]}
         for svg in svgs(cells[cell_id]):
@@ -196,7 +198,7 @@ def test_every_link_resolves_to_a_file_and_anchor(site: Path) -> None:
         if fragment:
             assert f'id="{fragment}"' in target.read_text(), (page, href)
     run = (site / "runs" / "r2.html").read_text()
-    assert "box2-box" in run and "2.0.2" in run and "results.parquet" in run  # provenance of the merged run
+    assert "box2-box" in run and "1.9.3" in run and "results.parquet" in run  # provenance of the merged run
 
 
 def test_republish_reads_only_the_new_run(runs: dict[str, Path], tmp_path: Path) -> None:
