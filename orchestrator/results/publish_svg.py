@@ -20,7 +20,7 @@ from orchestrator.results.publish_model import AXES, Point
 from orchestrator.results.rowkeys import text
 from orchestrator.results.table import html_escape as esc
 
-W, H = 660, 240
+W, H = 540, 240
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 16, 64
 PLOT_W, PLOT_H = W - LEFT - RIGHT, H - TOP - BOTTOM
 UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
@@ -93,7 +93,7 @@ def plot(order: list[Point], axis: str, caption: str) -> str:
     values = np.concatenate([p.sample.times for p in timed]) if timed else np.array([1e-3])
     scale, unit = unit_of(float(values.max()))
     lo, hi = float(values.min()) / scale, float(values.max()) / scale
-    pad = (hi - lo) * 0.08 or hi * 0.05 or 1.0
+    pad = (hi - lo) * 0.12 or hi * 0.05 or 1.0  # room for the marks above and below the bars
     ticks = nice_ticks(max(lo - pad, 0.0), hi + pad)
     y_lo, y_hi = min(ticks[0], lo - pad), max(ticks[-1], hi + pad)
     y_lo = max(y_lo, 0.0)
