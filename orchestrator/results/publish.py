@@ -26,6 +26,7 @@ from orchestrator.results.noise import ALPHA, MIN_EFFECT
 from orchestrator.results.publish_model import Run
 from orchestrator.results.publish_pages import write_site
 from orchestrator.sweep.rundir import MANIFEST, RunDir
+from solvers.schema import write_atomic
 
 #: The cache's layout version; a site written with another is rebuilt from the results.
 CACHE_FORMAT = 1
@@ -174,13 +175,13 @@ class Cache:
         for source, (digest, rows) in entries.items():
             path = self.dir / f"{digest}.json"
             if source in read or not path.exists():
-                path.write_text(json.dumps({"source": source, "rows": rows}, allow_nan=False), encoding="utf-8")
+                write_atomic(path, json.dumps({"source": source, "rows": rows}, allow_nan=False))
         for stale in self.dir.glob("*.json"):
             if stale.stem not in wanted:
                 stale.unlink()
         manifest = {"format": CACHE_FORMAT, "sources": {s: d for s, (d, _) in entries.items()},
                     "read": read, "reused": reused}
-        self.manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        write_atomic(self.manifest_path, json.dumps(manifest, indent=1) + "\n")
 
 
 def _check_out(out: Path) -> None:
@@ -229,7 +230,7 @@ def publish(paths: Sequence[Path | str], out: Path, alpha: float = ALPHA, min_ef
     reused: list[str] = []
     for path in sources(paths, out):
         source, digest = str(path.resolve()), fingerprint(path)
-        rows = cache.rows(digest) if known.get(source) == digest or digest in known.values() else None
+        rows = cache.rows(digest) if digest in known.values() else None  # a moved source is found by content
         if rows is None:
             rows = read_source(path, warn)
             read.append(source)

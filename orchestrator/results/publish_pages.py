@@ -33,6 +33,7 @@ from orchestrator.results.publish_svg import SVG_CSS, plot, unit_of
 from orchestrator.results.rowkeys import text
 from orchestrator.results.table import CSS
 from orchestrator.results.table import html_escape as esc
+from solvers.schema import write_atomic
 
 PAGE_CSS = CSS + SVG_CSS + """
 nav { margin-bottom: 1em; } nav a { margin-right: 1em; }
@@ -211,13 +212,14 @@ def run_page(run: Run) -> str:
 
 
 def _write(path: Path, content: str, written: list[Path]) -> None:
-    """Write only when the text changed, so a re-publish rewrites only the pages a new run touched."""
+    """Write only when the text changed, so a re-publish rewrites only the pages a new run touched; atomically,
+    so a static host serving the directory never sends half a page."""
     try:
         if path.read_text(encoding="utf-8") == content:
             return
     except OSError:
         pass
-    path.write_text(content, encoding="utf-8")
+    write_atomic(path, content)
     written.append(path)
 
 
