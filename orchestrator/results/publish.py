@@ -10,12 +10,15 @@ The site holds exactly the sources given: cached sources not given again are pru
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,8 +240,20 @@ def publish(paths: Sequence[Path | str], out: Path, alpha: float = ALPHA, min_ef
         else:
             reused.append(source)
         entries[source] = (digest, rows)
-    out.mkdir(parents=True, exist_ok=True)
-    cache.store(entries, read, reused)
-    runs = group_runs(entries)
-    written = write_site(runs, out, alpha, min_effect)
+    with _locked(out):
+        cache.store(entries, read, reused)
+        runs = group_runs(entries)
+        written = write_site(runs, out, alpha, min_effect)
     return Published(out / "index.html", runs, read, reused, written)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One publish at a time per site: a second waits for the first instead of interleaving their pages."""
+    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / DATA_DIR / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
