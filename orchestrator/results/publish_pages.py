@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from orchestrator.results.compare_text import p_text, ratio_text, verdict_text
+from orchestrator.results.emit import html_escape as esc
+from orchestrator.results.emit import html_page
 from orchestrator.results.noise import ALPHA, MIN_EFFECT, sample
 from orchestrator.results.publish_model import (
     AXES,
@@ -31,11 +33,9 @@ from orchestrator.results.publish_model import (
 )
 from orchestrator.results.publish_svg import SVG_CSS, plot, unit_of
 from orchestrator.results.rowkeys import text
-from orchestrator.results.table import CSS
-from orchestrator.results.table import html_escape as esc
 from solvers.schema import write_atomic
 
-PAGE_CSS = CSS + SVG_CSS + """
+PAGE_CSS = SVG_CSS + """
 nav { margin-bottom: 1em; } nav a { margin-right: 1em; }
 section.cell { margin-bottom: 1.5em; } .plots { display: flex; flex-wrap: wrap; gap: 0 1.2em; }
 .slower { color: #c00000; font-weight: 600; } .faster { color: #1a7f1a; font-weight: 600; }
@@ -53,11 +53,9 @@ PROVENANCE = [
 
 
 def page(title: str, body: Iterable[str], up: str = "") -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head><body>\n"
-            f"<nav><a href=\"{up}index.html\">gdbench results</a></nav>\n<h1>{esc(title)}</h1>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    """A page of the site: the project's page and style (``emit``), a link home and a heading."""
+    return html_page(title, [f'<nav><a href="{up}index.html">gdbench results</a></nav>', f"<h1>{esc(title)}</h1>",
+                             *body], PAGE_CSS)
 
 
 def cell_title(cell: Cell) -> str:

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from orchestrator.results.compare_text import p_text, ratio_text, sample_text, verdict_text
+from orchestrator.results.emit import html_escape as esc
 from orchestrator.results.publish_model import AXES, Point
 from orchestrator.results.rowkeys import text
-from orchestrator.results.table import html_escape as esc
 
 W, H = 540, 240
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 16, 64
