@@ -236,16 +236,16 @@ from orchestrator.cli.gpu import gpu_app  # noqa: E402  (its commands parse opti
 
 app.add_typer(gpu_app, name="gpu")
 
-_LAZY = ("report", "compare")
+_LAZY = ("report", "compare", "publish")
 
 
 def _register_report_commands(argv: list[str]) -> None:
-    """Add ``report``/``compare`` (heavy imports: matplotlib, pandas) only when they may be needed."""
+    """Add ``report``/``compare``/``publish`` (heavy imports: matplotlib, pandas) only when they may be needed."""
     wanted = not argv or argv[0] in _LAZY or argv[0].startswith("-")
     if not wanted or any(c.name in _LAZY for c in app.registered_commands):
         return
     try:
-        from orchestrator.cli.report import compare_command, report_command
+        from orchestrator.cli.report import compare_command, publish_command, report_command
     except ImportError as exc:
         if argv and argv[0] in _LAZY:
             raise GdbenchError(f"gdbench {argv[0]} is unavailable: {exc}",
@@ -253,6 +253,7 @@ def _register_report_commands(argv: list[str]) -> None:
         return
     app.command("report")(report_command)
     app.command("compare")(compare_command)
+    app.command("publish")(publish_command)
 
 
 def _error_line(err: Console, message: str) -> None:

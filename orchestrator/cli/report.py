@@ -1,4 +1,4 @@
-"""Typer commands ``gdbench report`` and ``gdbench compare`` (registered by ``orchestrator.cli.app``).
+"""Typer commands ``gdbench report``, ``compare`` and ``publish`` (registered by ``orchestrator.cli.app``).
 
 They only parse options and call plain functions; a refusal is raised as ``GdbenchError`` so that it leaves
 through the CLI's one error path (one line with its fix, exit code 2 for bad input).
@@ -74,3 +74,25 @@ def compare_command(
     code, line = gate(result.matched(), min_effect)
     typer.echo(line, err=True)
     return code
+
+
+def publish_command(
+    runs: Annotated[list[Path], typer.Argument(
+        help="run directories, merged .parquet/.csv files, or a directory of run directories (results/)",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the site's directory (new, or one publish wrote)")],
+    alpha: Annotated[float, typer.Option(help="significance level of the Mann-Whitney U test per point")] = ALPHA,
+    min_effect: Annotated[float, typer.Option(
+        help="smallest relative change of the median that is marked, e.g. 0.05 for ±5%")] = MIN_EFFECT,
+) -> None:
+    """Write one static site (no server, no CDN) with each cell's history against version, date and host."""
+    from orchestrator.results.publish import publish
+
+    if not 0 < alpha < 1 or not 0 <= min_effect < 1:
+        raise InvalidOptions(f"--alpha {alpha:g} / --min-effect {min_effect:g} out of range",
+                             fix=f"--alpha in (0, 1), --min-effect in [0, 1), e.g. --alpha {ALPHA} "
+                             f"--min-effect {MIN_EFFECT}")
+    site = publish(runs, out, alpha=alpha, min_effect=min_effect)
+    typer.echo(f"{len(site.runs)} runs: {len(site.read)} source(s) read from the results, {len(site.reused)} "
+               f"from the site's cache; {len(site.written)} page(s) written", err=True)
+    typer.echo(str(site.index))

@@ -9,6 +9,7 @@ so the orchestrator's environment needs no SciPy for one function.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,8 +45,12 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+@functools.lru_cache(maxsize=256)
 def _u_distribution(n1: int, n2: int) -> np.ndarray:
-    """P(U = u) for u = 0…n₁n₂ under the null, by the recurrence over sample sizes (all terms positive)."""
+    """P(U = u) for u = 0…n₁n₂ under the null, by the recurrence over sample sizes (all terms positive).
+
+    Kept per (n₁, n₂): ``publish`` tests thousands of neighbouring points whose runs share their repeat counts.
+    The array is shared between callers: read it, never write it."""
     # prev[j]: distribution for sizes (i-1, j); row built for sizes (i, j), j = 0…n2.
     prev = [np.ones(1) for _ in range(n2 + 1)]  # i = 0: U = 0 whatever j
     for i in range(1, n1 + 1):
