@@ -19,5 +19,9 @@ FRAMEWORK = PREFIX + "framework"
 FRAMEWORK_VERSION = PREFIX + "framework.version"
 FLAVOUR = PREFIX + "flavour"
 CUDA_VERSION = PREFIX + "cuda.version"
+#: ``cuda13`` for a build declared with ``images add --cuda 13``; empty for a flavour's default build.
+CUDA_BUILD = PREFIX + "cuda.build"
+#: The extra package index the lock resolved against (``images add --index-url``); empty for PyPI alone.
+INDEX_URL = PREFIX + "index_url"
 PYTHON_VERSION = PREFIX + "python.version"
-IMAGE = (FRAMEWORK, FRAMEWORK_VERSION, FLAVOUR, CUDA_VERSION, PYTHON_VERSION)
+IMAGE = (FRAMEWORK, FRAMEWORK_VERSION, FLAVOUR, CUDA_VERSION, CUDA_BUILD, INDEX_URL, PYTHON_VERSION)

@@ -33,6 +33,12 @@ PythonOpt = Annotated[str | None, typer.Option("--python", help="the image's Pyt
                                                "(trixie base)", show_default="3.11 where the version supports it")]
 VersionArg = Annotated[str, typer.Argument(help="FRAMEWORK==VERSION, e.g. numpy==1.26.4", show_default=False)]
 FlavourOpt = Annotated[Flavour | None, typer.Option(help="cpu or cuda", show_default="cpu (cuda for cupy)")]
+CudaOpt = Annotated[str | None, typer.Option("--cuda", help="a CUDA build of its own (12 or 13): its tag, service "
+                                             "and lock carry it, e.g. gdbench/jax:0.10.2-cuda13",
+                                             show_default="the cuda flavour's default build")]
+IndexUrlOpt = Annotated[str | None, typer.Option("--index-url", help="one more package index for the lock, e.g. "
+                                                 "PyTorch's https://download.pytorch.org/whl/cu126 (recorded in "
+                                                 "the lock and the image's labels)", show_default="PyPI only")]
 
 
 @images_app.command("list")
@@ -74,40 +80,41 @@ def images_command(
     from rich.table import Table
 
     table = Table(title=f"gdbench images ({cf.path})", title_justify="left")
-    for col in ("service", "tag", "version", "python", "default", "built", "size", "cuda", "id"):
+    for col in ("service", "tag", "version", "python", "default", "built", "size", "cuda", "min driver", "id"):
         table.add_column(col)
     for r in rows:
         table.add_row(escape(r["service"]), escape(r["tag"]), escape(r["version"] or "-"), escape(r["python"]),
                       "yes" if r["default"] else "", "[green]yes[/]" if r["built"] else "[red]no[/]",
                       f"{r['size_bytes'] / 1e9:.2f} GB" if r["size_bytes"] else "-",
-                      r["cuda_version"] or "-", (r["id"] or "-").removeprefix("sha256:")[:12])
+                      r["cuda_version"] or "-", r["min_driver"] or ("-" if not r["cuda_version"] else "?"),
+                      (r["id"] or "-").removeprefix("sha256:")[:12])
     out_console().print(table)
     return EXIT_OK
 
 
 @images_app.command("add")
-def images_add_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                       compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
+def images_add_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None, cuda: CudaOpt = None,
+                       index_url: IndexUrlOpt = None, compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
     """Declare another version: check it on PyPI, resolve its hash lock, add its service to compose.yaml."""
     from orchestrator.images.build import add_version
     from orchestrator.images.compose import load_compose
 
     err = err_console()
     lines = add_version(pin, flavour.value if flavour else None, python, load_compose(compose_arg(compose, project)),
-                        lambda line: err.print(line, markup=False))
+                        lambda line: err.print(line, markup=False), cuda=cuda, index_url=index_url)
     typer.echo("\n".join(lines))
     return EXIT_OK
 
 
 @images_app.command("remove")
 def images_remove_command(pin: VersionArg, flavour: FlavourOpt = None, python: PythonOpt = None,
-                          compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
+                          cuda: CudaOpt = None, compose: ComposeOpt = None, project: ProjectOpt = None) -> int:
     """Undo ``images add`` exactly: its compose service, its .in and its lock (a built image stays)."""
     from orchestrator.images.build import remove_version
     from orchestrator.images.compose import load_compose
 
     typer.echo(remove_version(pin, flavour.value if flavour else None, python,
-                              load_compose(compose_arg(compose, project))))
+                              load_compose(compose_arg(compose, project)), cuda=cuda))
     return EXIT_OK
 
 

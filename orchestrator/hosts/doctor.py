@@ -107,7 +107,8 @@ def engine_checks(engine: DockerEngine, compose: ComposeFile | None, gpus: gpuho
                 image_labels = row["labels"]
                 detail = (f"built ({_fmt_size(row['size_bytes'])}); {image_labels.get(labels.FRAMEWORK, '?')} "
                           f"{row['framework_version'] or '?'}, flavour {image_labels.get(labels.FLAVOUR, '?')}"
-                          + (f", CUDA {row['cuda_version']}" if row["cuda_version"] else ""))
+                          + (f", CUDA {row['cuda_version']} (driver >= {row['min_driver'] or '?'})"
+                             if row["cuda_version"] else ""))
                 level, fix = OK, None
                 if row["flavour"] == "cuda" and f.nvidia_runtime:
                     why = gpuhost.cuda_incompatibility(row["tag"], row["cuda_version"], gpus)

@@ -58,6 +58,21 @@ def cuda_tuple(version: str | None) -> tuple[int, int] | None:
     return (int(m[1]), int(m[2])) if m else None
 
 
+#: The oldest Linux x86_64 driver each CUDA toolkit minor ships for (NVIDIA's CUDA release notes, "CUDA Toolkit
+#: and Corresponding Driver Versions"). gdbench asks for that driver, not the older one minor-version
+#: compatibility would allow, for the reason ``cuda_incompatibility`` gives.
+OLDEST_DRIVER: dict[tuple[int, int], str] = {
+    (12, 0): "525.60.13", (12, 1): "530.30.02", (12, 2): "535.54.03", (12, 3): "545.23.06", (12, 4): "550.54.14",
+    (12, 5): "555.42.02", (12, 6): "560.28.03", (12, 8): "570.26", (12, 9): "575.51.03", (13, 0): "580.65.06",
+}
+
+
+def oldest_driver(image_cuda: str | None) -> str | None:
+    """The oldest NVIDIA driver that runs an image built for ``image_cuda`` (None where the table lacks it)."""
+    key = cuda_tuple(image_cuda)
+    return OLDEST_DRIVER.get(key) if key else None
+
+
 def cuda_incompatibility(image_tag: str, image_cuda: str | None, gpus: HostGpus) -> str | None:
     """Why the host driver cannot run an image built for ``image_cuda``, or None when it can (or we can't tell).
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import labels as label_keys
 from orchestrator.errors import GdbenchError, InvalidOptions
+from orchestrator.hosts import gpus
 from orchestrator.images.compose import ComposeFile, Service
 from orchestrator.sweep.spec import split_framework
 from solvers import registry
@@ -43,6 +44,8 @@ def image_rows(compose: ComposeFile, engine: DockerEngine | None) -> list[dict[s
             "created": info.created if info else None, "user": info.user if info else None,
             "framework_version": labels.get(label_keys.FRAMEWORK_VERSION),
             "cuda_version": labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION") or None,
+            "cuda_build": svc.cuda_build,
+            "min_driver": gpus.oldest_driver(labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION")),
             "labels": {k: labels[k] for k in label_keys.IMAGE if k in labels},
         })
     return rows
@@ -89,26 +92,39 @@ def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool
 
 
 def add_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile,
-                on_line: Callable[[str], None]) -> list[str]:
-    """``gdbench images add``: check on PyPI, lock, declare; returns the lines that say what was added."""
+                on_line: Callable[[str], None], cuda: str | None = None, index_url: str | None = None) -> list[str]:
+    """``gdbench images add``: check on PyPI, lock, declare; returns the lines that say what was added.
+    ``cuda`` names a CUDA build (``--cuda 13``: the cuda flavour), ``index_url`` one more package index."""
+    from orchestrator.images import cuda as cuda_builds
     from orchestrator.images import locks as version_locks
     from orchestrator.images import versions
 
     fw, version = versions.parse_pin(text)
-    added = version_locks.add_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
-                             compose.path, on_line=on_line)
+    major = cuda_builds.parse_major(cuda)
+    if major and flavour == "cpu":
+        raise InvalidOptions("--cuda names a CUDA build: it cannot be --flavour cpu", fix="drop --flavour cpu")
+    if index_url and not index_url.startswith(("https://", "http://", "file://")):
+        raise InvalidOptions(f"--index-url {index_url}: not a URL", fix="e.g. --index-url "
+                             "https://download.pytorch.org/whl/cu126")
+    added = version_locks.add_pin(fw, version, "cuda" if major else flavour or default_flavour(fw), python,
+                                  compose.path.parent, compose.path, on_line=on_line, cuda=major,
+                                  index_url=index_url)
+    key = f"{version}{f'+cuda{major}' if major else ''}{added.base.suffix}"
     return [f"service  {added.service}", f"image    {added.image}",
             f"lock     {added.lock.relative_to(compose.path.parent)}", f"python   {added.base.python}",
             f"cuda     {added.cuda_version or '-'}", f"build it: gdbench images build {added.service}",
-            f"run it:   gdbench run --frameworks {fw}@{version}{added.base.suffix}"
+            f"run it:   gdbench run --frameworks {fw}@{key}"
             + (" --devices gpu" if added.service.endswith("-gpu") else "")]
 
 
-def remove_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile) -> str:
+def remove_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile,
+                   cuda: str | None = None) -> str:
     """``gdbench images remove``: the exact inverse of ``add_version``; returns the removed service."""
+    from orchestrator.images import cuda as cuda_builds
     from orchestrator.images import locks as version_locks
     from orchestrator.images import versions
 
     fw, version = versions.parse_pin(text)
-    return version_locks.remove_pin(fw, version, flavour or default_flavour(fw), python, compose.path.parent,
-                               compose.path)
+    major = cuda_builds.parse_major(cuda)
+    return version_locks.remove_pin(fw, version, "cuda" if major else flavour or default_flavour(fw), python,
+                                    compose.path.parent, compose.path, cuda=major)

@@ -122,12 +122,28 @@ class Service:
         return next((b.python for b in BASES.values() if b.tag == base), DEFAULT_PYTHON)
 
     @property
+    def cuda_build(self) -> str | None:
+        """``cuda13`` for a build declared with ``images add --cuda 13``; None for the flavour's default one."""
+        return self.args.get("CUDA_BUILD") or None
+
+    @property
     def version_key(self) -> str | None:
-        """What ``--frameworks FRAMEWORK@KEY`` names this service by: the version, plus ``-py3.13`` off the
-        default Python (so one version on two bases stays two choices)."""
+        """What ``--frameworks FRAMEWORK@KEY`` names this service by: the version, plus ``+cuda13`` for a named
+        CUDA build and ``-py3.13`` off the default Python (so each stays a choice of its own)."""
         if self.framework_version is None:
             return None
-        return self.framework_version + ("" if self.python == DEFAULT_PYTHON else f"-py{self.python}")
+        return (self.framework_version + (f"+{self.cuda_build}" if self.cuda_build else "")
+                + ("" if self.python == DEFAULT_PYTHON else f"-py{self.python}"))
+
+    @property
+    def version_aliases(self) -> tuple[str, ...]:
+        """Other keys that name this service: a default CUDA build also answers to the CUDA major its
+        ``CUDA_VERSION`` says (``jax@0.10.2+cuda12`` is the default jax-gpu when that is CUDA 12.9)."""
+        cuda = self.args.get("CUDA_VERSION", "")
+        if self.cuda_build or not cuda or self.framework_version is None:
+            return ()
+        return (self.framework_version + f"+cuda{cuda.split('.')[0]}"
+                + ("" if self.python == DEFAULT_PYTHON else f"-py{self.python}"),)
 
 
 def _version_order(svc: Service) -> tuple[Version, bool]:
@@ -189,16 +205,19 @@ class ComposeFile:
         if not declared:  # keeps the old message for a file without the service at all
             return self.service(framework if flavour == "cpu" else f"{framework}-gpu")
         wanted = version if version is not None else self.defaults.get(framework)
-        match = [s for s in declared if wanted is not None and s.version_key == wanted]
+        match = [s for s in declared if wanted is not None and (s.version_key == wanted
+                                                                  or wanted in s.version_aliases)]
         if match:
             return match[0]
         if version is None:  # a default declared only in the other flavour: this flavour's newest
             return declared[-1]
         keys = ", ".join(s.version_key or s.name for s in declared)
+        m = re.fullmatch(r"(?P<v>[^+]+?)(?:\+cuda(?P<cuda>\d+))?(?:-py(?P<py>[\d.]+))?", version)
+        release, cuda, python = (m["v"], m["cuda"], m["py"]) if m else (version, None, None)
         raise InvalidOptions(f"{framework} {version} ({flavour}) is not declared in {self.path.name} "
-                             f"(declared: {keys})", fix=f"gdbench images add {framework}=={version.split('-py')[0]}"
-                             + (" --flavour cuda" if flavour == "cuda" else "")
-                             + (f" --python {version.split('-py')[1]}" if "-py" in version else ""))
+                             f"(declared: {keys})", fix=f"gdbench images add {framework}=={release}"
+                             + (f" --cuda {cuda}" if cuda else " --flavour cuda" if flavour == "cuda" else "")
+                             + (f" --python {python}" if python else ""))
 
 
     def framework_versions(self, framework: str, flavour: str, asked: str | None) -> list[str | None]:

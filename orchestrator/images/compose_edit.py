@@ -16,7 +16,8 @@ _SERVICE_LINE = re.compile(r"^  (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*):\s*$")
 
 
 def service_block(*, name: str, image: str, framework: str, version: str, flavour: str, lock: str,
-                  base_image: str | None, cuda_version: str | None) -> str:
+                  base_image: str | None, cuda_version: str | None, cuda_build: str | None = None,
+                  index_url: str | None = None) -> str:
     """The YAML text of one versioned service (indented for ``services:``), ending in a newline."""
     gpu = flavour == "cuda"
     lines = [f"  {name}:"]
@@ -38,6 +39,10 @@ def service_block(*, name: str, image: str, framework: str, version: str, flavou
         lines.append(f"        BASE_IMAGE: {base_image}")
     if gpu:
         lines.append(f'        CUDA_VERSION: "{cuda_version or ""}"')
+    if cuda_build:
+        lines.append(f"        CUDA_BUILD: {cuda_build}")
+    if index_url:
+        lines.append(f'        INDEX_URL: "{index_url}"')
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import GdbenchError, InvalidOptions
+from orchestrator.images import cuda as cuda_builds
 from orchestrator.images.versions import (
     BASES,
     DEFAULT_PYTHON,
@@ -28,7 +29,8 @@ from orchestrator.images.versions import (
 from solvers import registry, schema
 
 
-def requirements_in(pin: Pin, template: str, template_version: str) -> str:
+def requirements_in(pin: Pin, template: str, template_version: str, cuda: str | None = None,
+                    index_url: str | None = None) -> str:
     """The new version's ``.in``: the flavour's existing ``.in`` with its version pins moved to ``pin.version``.
 
     Reusing the template keeps what each flavour needs besides the framework (numba's SciPy, jax's plugin
@@ -39,12 +41,16 @@ def requirements_in(pin: Pin, template: str, template_version: str) -> str:
     if moved == body and pin.version != template_version:
         raise GdbenchError(f"the {pin.flavour} template of {pin.framework} pins no =={template_version}",
                            fix=f"check images/{pin.framework}/requirements-{pin.flavour}.in")
+    build = f" --cuda {cuda}" if cuda else f" --flavour {pin.flavour}"
     header = [
-        f"# {pin.framework} {pin.version} ({pin.flavour}, Python {pin.base.python} on Debian {pin.base.suite}):",
-        f"# added with `gdbench images add {pin.framework}=={pin.version} --flavour {pin.flavour}"
-        f" --python {pin.base.python}`, from the {pin.flavour} recipe of {pin.framework} {template_version}.",
+        f"# {pin.framework} {pin.version} ({pin.flavour}{', CUDA ' + cuda if cuda else ''}, Python {pin.base.python}"
+        f" on Debian {pin.base.suite}):",
+        f"# added with `gdbench images add {pin.framework}=={pin.version}{build} --python {pin.base.python}"
+        f"{' --index-url ' + index_url if index_url else ''}`, from the {pin.flavour} recipe of {pin.framework} "
+        f"{template_version}.",
     ]
-    return "\n".join([*header, *moved]).rstrip("\n") + "\n"
+    text = "\n".join([*header, *moved]).rstrip("\n") + "\n"
+    return cuda_builds.recipe_for(text, cuda, index_url)
 
 
 def lock_env(pin: Pin) -> dict[str, str]:
@@ -52,7 +58,8 @@ def lock_env(pin: Pin) -> dict[str, str]:
     return {"PYTHON_VERSION": pin.base.python, "PYTHON_PLATFORM": pin.base.uv_platform}
 
 
-def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) -> tuple[Path, Path]:
+def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print, cuda: str | None = None,
+             index_url: str | None = None) -> tuple[Path, Path]:
     """Write the pin's ``.in`` beside the framework's others and resolve its hash lock with the project's uv.
 
     Returns (in file, lock file). A resolver failure removes both and raises one line with uv's last words.
@@ -63,9 +70,10 @@ def lock_pin(pin: Pin, root: Path, *, on_line: Callable[[str], None] = print) ->
         raise GdbenchError(f"{template} is missing: {pin.framework} has no {pin.flavour} recipe to start from",
                            fix=f"restore {template.relative_to(root)} from version control")
     current = _pinned_version(template.read_text(encoding="utf-8"), pin.framework)
-    stem = lock_stem(pin.framework, pin.version, pin.flavour, pin.base)
+    stem = lock_stem(pin.framework, pin.version, pin.flavour, pin.base, cuda)
     in_path, lock_path = folder / f"{stem}.in", folder / f"{stem}.txt"
-    in_path.write_text(requirements_in(pin, template.read_text(encoding="utf-8"), current), encoding="utf-8")
+    in_path.write_text(requirements_in(pin, template.read_text(encoding="utf-8"), current, cuda, index_url),
+                       encoding="utf-8")
     tool = subprocess.run(["make", "-s", "-f", "images/images.mk", "lock-tool"], cwd=root, capture_output=True,
                           text=True)
     if tool.returncode != 0:
@@ -113,37 +121,45 @@ class Added:
     base: Base
 
 
-def service_name(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
-    return f"{framework}-{version}{base.suffix if base else ''}" + ("-gpu" if flavour == "cuda" else "")
+def service_name(framework: str, version: str, flavour: str, base: Base | None = None, cuda: str | None = None) -> str:
+    return (f"{framework}-{version}{cuda_builds.build_name(cuda)}{base.suffix if base else ''}"
+            + ("-gpu" if flavour == "cuda" else ""))
 
 
-def image_tag(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
-    return f"gdbench/{framework}:{version}-{flavour}{base.suffix if base else ''}"
+def image_tag(framework: str, version: str, flavour: str, base: Base | None = None, cuda: str | None = None) -> str:
+    """``gdbench/jax:0.10.2-cuda`` for a flavour's default build, ``…-cuda13`` for a named CUDA build."""
+    kind = f"cuda{cuda}" if cuda else flavour
+    return f"gdbench/{framework}:{version}-{kind}{base.suffix if base else ''}"
 
 
-def lock_stem(framework: str, version: str, flavour: str, base: Base | None = None) -> str:
-    """``requirements-<version>-<flavour>[-py<X.Y>]``: one lock per version, flavour and base, beside the
+def lock_stem(framework: str, version: str, flavour: str, base: Base | None = None, cuda: str | None = None) -> str:
+    """``requirements-<version>-<flavour|cudaN>[-py<X.Y>]``: one lock per version, build and base, beside the
     framework's others."""
-    return f"requirements-{version}-{flavour}{base.suffix if base else ''}"
+    return f"requirements-{version}-{f'cuda{cuda}' if cuda else flavour}{base.suffix if base else ''}"
 
 
 def add_pin(framework: str, version: str, flavour: str, python: str | None, root: Path, compose_path: Path,
-            *, on_line: Callable[[str], None] = print, session: Any | None = None) -> Added:
+            *, on_line: Callable[[str], None] = print, session: Any | None = None, cuda: str | None = None,
+            index_url: str | None = None) -> Added:
     """Check the pin on PyPI, resolve its lock, then add its service to compose.yaml; on any failure nothing
-    stays behind (no half-written lock, compose.yaml untouched)."""
+    stays behind (no half-written lock, compose.yaml untouched). ``cuda``: a named CUDA build (``orchestrator.
+    images.cuda``), refused unless the lock resolves that CUDA major."""
     from orchestrator.images import compose_edit
 
     pin = check_pin(framework, version, flavour, python, session)
-    name, tag = service_name(framework, version, flavour, pin.base), image_tag(framework, version, flavour, pin.base)
+    name = service_name(framework, version, flavour, pin.base, cuda)
+    tag = image_tag(framework, version, flavour, pin.base, cuda)
     text = compose_path.read_text(encoding="utf-8")
     if name in compose_edit.service_names(text) or _declares_image(text, tag):
         raise InvalidOptions(f"{framework} {version} ({flavour}, Python {pin.base.python}) is already declared "
                              f"(image {tag})", fix="gdbench images lists every declared version")
-    in_path, lock_path = lock_pin(pin, root, on_line=on_line)
+    in_path, lock_path = lock_pin(pin, root, on_line=on_line, cuda=cuda, index_url=index_url)
     try:
         lock_text = lock_path.read_text(encoding="utf-8")
-        cuda = cuda_from_lock(lock_text) if flavour == "cuda" else None
-        if flavour == "cuda" and cuda is None:
+        resolved = cuda_from_lock(lock_text) if flavour == "cuda" else None
+        if (why := cuda_builds.check_resolved(framework, version, cuda, resolved, index_url)) is not None:
+            raise VersionRefused(why)
+        if flavour == "cuda" and resolved is None:
             asked = [line for line in in_path.read_text(encoding="utf-8").splitlines()
                      if line.strip() and not line.startswith(("#", "-r"))]
             raise VersionRefused(f"{framework} {version}'s CUDA lock resolved no CUDA runtime wheel from "
@@ -154,13 +170,14 @@ def add_pin(framework: str, version: str, flavour: str, python: str | None, root
         block = compose_edit.service_block(
             name=name, image=tag, framework=framework, version=version, flavour=flavour,
             lock=lock_path.relative_to(root).as_posix(),
-            base_image=None if pin.base.python == DEFAULT_PYTHON else pin.base.tag, cuda_version=cuda)
+            base_image=None if pin.base.python == DEFAULT_PYTHON else pin.base.tag, cuda_version=resolved,
+            cuda_build=f"cuda{cuda}" if cuda else None, index_url=index_url)
         schema.write_atomic(compose_path, compose_edit.add_service(text, name, block))
     except BaseException:
         in_path.unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
         raise
-    return Added(name, tag, lock_path, cuda, pin.base)
+    return Added(name, tag, lock_path, resolved, pin.base)
 
 
 def _declares_image(text: str, tag: str) -> bool:
@@ -168,14 +185,14 @@ def _declares_image(text: str, tag: str) -> bool:
 
 
 def remove_pin(framework: str, version: str, flavour: str, python: str | None, root: Path,
-               compose_path: Path) -> str:
+               compose_path: Path, cuda: str | None = None) -> str:
     """``gdbench images remove``: the exact inverse of ``add_pin`` (its service, its .in and its lock)."""
     from orchestrator.images import compose_edit
 
     base = BASES.get(python or DEFAULT_PYTHON)
     if base is None:
         raise InvalidOptions(f"--python {python}: no such base; choose from {', '.join(BASES)}")
-    name = service_name(framework, version, flavour, base)
+    name = service_name(framework, version, flavour, base, cuda)
     text = compose_path.read_text(encoding="utf-8")
     if name not in compose_edit.service_names(text):
         declared = [n for n in compose_edit.service_names(text) if n.startswith(f"{framework}-") or n == framework]
@@ -183,7 +200,7 @@ def remove_pin(framework: str, version: str, flavour: str, python: str | None, r
                              f"(declared for {framework}: {', '.join(declared) or 'none'})",
                              fix="gdbench images lists every declared version")
     schema.write_atomic(compose_path, compose_edit.remove_service(text, name))
-    stem = lock_stem(framework, version, flavour, base)
+    stem = lock_stem(framework, version, flavour, base, cuda)
     for suffix in (".in", ".txt"):
         (root / "images" / framework / f"{stem}{suffix}").unlink(missing_ok=True)
     return name
