@@ -68,10 +68,10 @@ def test_cuda_lock_resolves_to_files_on_pypi(framework: str) -> None:
     check_cuda_lock(lock_path(framework, "cuda"))
 
 
-@pytest.mark.parametrize("lock", sorted(ROOT.glob("images/*/requirements-*-cuda.txt")),
+@pytest.mark.parametrize("lock", sorted(ROOT.glob("images/*/requirements-*-cuda*.txt")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_added_cuda_lock_resolves_to_files_on_pypi(lock: Path) -> None:
-    """The same for every CUDA version added with ``gdbench images add --flavour cuda`` (3.11 base)."""
+    """The same for every CUDA version added with ``gdbench images add --flavour cuda`` or ``--cuda N``."""
     check_cuda_lock(lock)
 
 
@@ -90,7 +90,8 @@ def test_compose_declares_every_image_consistently_with_the_locks() -> None:
         version = framework_pin(fw, flavour, lock)
         suffix = "" if svc.python == "3.11" else f"-py{svc.python}"
         assert args["FRAMEWORK_VERSION"] == version
-        assert svc.image == f"gdbench/{fw}:{version.split('+')[0]}-{flavour}{suffix}" == (
+        build = svc.cuda_build or flavour  # a named CUDA build (images add --cuda 13) tags itself cuda13
+        assert svc.image == f"gdbench/{fw}:{version.split('+')[0]}-{build}{suffix}" == (
             f"gdbench/{fw}:{args['IMAGE_VERSION']}")
         assert svc.build.context == ROOT and svc.build.dockerfile == "images/Dockerfile"
         assert args["BASE_IMAGE"] == BASES[svc.python].tag
