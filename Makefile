@@ -15,7 +15,7 @@ RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR := $(RESULTS)/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: help venv host-venv gpu-proof system-deps docker slurm test lint bench bench-all bench-fleet bench-cluster doctor smoke wheel \
+.PHONY: help venv host-venv gpu-proof system-deps docker slurm test test-cuda lint bench bench-all bench-fleet bench-cluster doctor smoke wheel \
 	clean-containers clean
 
 help:  ## list targets
@@ -57,6 +57,10 @@ lint: venv  ## ruff over the whole tree
 
 test: venv system-deps docker slurm images lint  ## everything CI runs
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+test-cuda: venv system-deps docker  ## every CUDA image built, then checked on this machine's CPU (no GPU needed; not in CI)
+	$(MAKE) images FLAVOUR=cuda
+	GDBENCH_CUDA_IMAGES=1 GDBENCH_REQUIRE_DOCKER=1 $(PY) -m pytest -q -rs tests/test_cuda_images.py $(PYTEST_ARGS)
 
 bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and the gemv floor
 	$(PY) -m solvers bench

@@ -155,3 +155,14 @@ class FaultTable:
             lines = [*self.HEADER, *(f"| {r['fault']} | {r['how']} | {r['outcome']} | {r['reason']} | {r['exit']} |"
                                      for r in self.rows)]
             Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The CUDA image checks run only where those images were built for them (``make test-cuda`` sets
+    GDBENCH_CUDA_IMAGES=1); elsewhere they are deselected, not skipped: CI builds no CUDA image."""
+    if os.environ.get("GDBENCH_CUDA_IMAGES") == "1":
+        return
+    chosen = [i for i in items if i.get_closest_marker("cuda_images") is None]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("cuda_images")])
+        items[:] = chosen
