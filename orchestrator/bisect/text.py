@@ -1,0 +1,70 @@
+"""What ``gdbench bisect`` prints: the path it took (release, median, verdict) and what it found, in plain lines.
+
+Kept apart from the search and the sweeps so the words are in one place and the CLI stays a thin parser.
+"""
+
+from __future__ import annotations
+
+from orchestrator.bisect.search import BAD, SKIPPED, Step
+from orchestrator.bisect.session import Report, good_step
+
+
+def per_iter(seconds: float | None) -> str:
+    """A per-iteration time in the unit that keeps three significant figures readable."""
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def step_lines(step: Step) -> list[str]:
+    """One line per cell of a step: release, outcome, cell, median per iteration, ratio, p, the verdict's words."""
+    if not step.cells:
+        return [f"  {step.release:<12} {step.outcome:<8} {step.note}"]
+    lines = []
+    for c in step.cells:
+        v = c.verdict
+        ratio = f"×{v.ratio:.3f}" if v.ratio is not None else ""
+        p = f"p={v.p_value:.2g}" if v.p_value is not None else ""
+        words = v.text if v.ratio is not None else ""
+        factor = f"(×{step.factor} repeats)" if step.factor > 1 else ""
+        extra = "; ".join(x for x in (words, step.note) if x)
+        lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<18} {per_iter(c.median):>10}/iter "
+                     f"{ratio:>7} {p:>9} {factor} {extra}".rstrip())
+    return lines
+
+
+def render(report: Report) -> list[str]:
+    """The path, then one line with the answer (or why there is none), then what it built and where the runs are."""
+    req = report.request
+    fw = req.framework
+    lines = [f"{fw} bisect {req.good} → {req.bad} ({req.flavour} image, Python {req.python}): "
+             f"{len(report.candidates)} release(s) between"]
+    lines += [f"  left out  {line}" for line in report.left_out]
+    first = good_step(report)
+    for step in ([first] if first else []) + report.path:
+        lines += step_lines(step)
+    if report.status == "interrupted":
+        lines.append("interrupted: the runs it finished are kept; continue with gdbench bisect --resume "
+                     f"{req.out}")
+    elif report.status == "complete" and report.first_bad is None:
+        lines.append(f"no release between {req.good} and {req.bad} is slower beyond the noise")
+    elif report.first_bad is not None:
+        lines.append(f"first bad release: {fw} {report.first_bad}")
+        if report.unresolved:
+            lines.append(f"  or one of {', '.join(report.unresolved)} before it, which could not be measured "
+                         "(skipped above)")
+    skipped = [s.release for s in report.path if s.outcome == SKIPPED]
+    bad = [s.release for s in report.path if s.outcome == BAD]
+    lines.append(f"images built: {len(report.built)}{' (' + ', '.join(report.built) + ')' if report.built else ''}; "
+                 f"releases measured: {len(report.path) - len(skipped) + 1 if report.path else 0}, skipped: "
+                 f"{len(skipped)}, bad: {len(bad)}; wall time {report.wall_s:.0f} s")
+    declared = ", ".join(report.declared)
+    if declared:
+        lines.append(f"declared for this bisect: {declared} "
+                     + ("(kept: --keep)" if req.keep else "(removed again)"))
+    for run in report.runs:
+        lines.append(f"runs: {run}  (gdbench compare {run} --across framework_version)")
+    return lines
