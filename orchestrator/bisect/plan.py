@@ -115,8 +115,11 @@ def check_ends(framework: str, good: str, bad: str, flavour: str, python: str | 
     if parse_release(good, "--good") >= parse_release(bad, "--bad"):
         raise InvalidOptions(f"--good {good} must be older than --bad {bad}",
                              fix=f"gdbench bisect {framework} --good OLDER --bad NEWER")
-    pin = versions.check_pin(framework, good, flavour, python)
-    versions.check_pin(framework, bad, flavour, pin.base.python)
+    try:
+        pin = versions.check_pin(framework, good, flavour, python)
+        versions.check_pin(framework, bad, flavour, pin.base.python)
+    except versions.VersionRefused as exc:  # images add's fix names a command; here the ends must change
+        raise InvalidOptions(exc.message, fix="give --good and --bad releases PyPI has, on one Python") from None
     return good, bad, pin.base.python
 
 

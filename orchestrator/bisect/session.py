@@ -44,6 +44,8 @@ class Report:
     first_bad: str | None = None
     unresolved: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)
+    #: Releases whose image existed and was rebuilt from the layer cache (its gdbench layer brought up to date).
+    refreshed: list[str] = field(default_factory=list)
     declared: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     started_utc: str = field(default_factory=schema.utc_now)
@@ -90,12 +92,12 @@ class Bisection:
                         self.compose_path, on_line=self.note)
                 svc = self._service(load_compose(self.compose_path), release)
                 assert svc is not None, "add_pin declared the service"
-            if self.engine.image(svc.image) is None:
-                from orchestrator.images.build import build_declared
+            from orchestrator.images.build import build_declared
 
-                self.note(f"building {svc.image} …")
-                self.report.built.append(release)
-                build_declared(load_compose(self.compose_path), [svc])
+            # Built even where the tag exists: an image from an older gdbench cannot run this one's solver
+            # options, and a current one rebuilds from the layer cache in seconds.
+            (self.report.refreshed if self.engine.image(svc.image) else self.report.built).append(release)
+            build_declared(load_compose(self.compose_path), [svc])
         except GdbenchError as exc:
             self.refused[release] = exc.message
             raise
@@ -218,7 +220,10 @@ def run_bisect(req: BisectRequest, note: Note) -> Report:
                 write_summary(report)
                 return done
 
-            if step(req.bad).outcome == BAD:
+            first = step(req.bad)
+            if first.outcome == SKIPPED:
+                raise GdbenchError(f"the bad release {req.bad} could not be measured: {first.note}")
+            if first.outcome == BAD:
                 found = search(report.candidates, req.bad, step)
                 report.first_bad, report.unresolved = found.first_bad, found.unresolved
             report.status = "complete"

@@ -31,7 +31,8 @@ def step_lines(step: Step) -> list[str]:
         words = v.text if v.ratio is not None else ""
         factor = f"(×{step.factor} repeats)" if step.factor > 1 else ""
         extra = "; ".join(x for x in (words, step.note) if x)
-        lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<18} {per_iter(c.median):>10}/iter "
+        median = f"{per_iter(c.median)}/iter" if c.median is not None else "-"
+        lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<18} {median:>15} "
                      f"{ratio:>7} {p:>9} {factor} {extra}".rstrip())
     return lines
 
@@ -58,7 +59,8 @@ def render(report: Report) -> list[str]:
                          "(skipped above)")
     skipped = [s.release for s in report.path if s.outcome == SKIPPED]
     bad = [s.release for s in report.path if s.outcome == BAD]
-    lines.append(f"images built: {len(report.built)}{' (' + ', '.join(report.built) + ')' if report.built else ''}; "
+    built = f" ({', '.join(report.built)})" if report.built else ""
+    lines.append(f"images built: {len(report.built)}{built}, rebuilt from cache: {len(report.refreshed)}; "
                  f"releases measured: {len(report.path) - len(skipped) + 1 if report.path else 0}, skipped: "
                  f"{len(skipped)}, bad: {len(bad)}; wall time {report.wall_s:.0f} s")
     declared = ", ".join(report.declared)
