@@ -1,10 +1,11 @@
 """Running a bisect: declare and build each release it needs, sweep its cells beside the good release's, judge.
 
 Each release is declared the way ``gdbench images add`` declares it (PyPI, hash lock, compose service) unless
-compose.yaml already has it, and built the way ``gdbench images build`` builds it unless the engine already
-has the image. Every sweep of the bisect goes to a run directory per repeat factor (``x1``, ``x2``, ``x4``
-under the bisect's folder), versions as keys (``numpy@2.4.5-cpu``), resumed as releases are added, so
-``gdbench compare DIR/x1 --across framework_version`` reads every release against the good one. Whatever
+compose.yaml already has it, and built the way ``gdbench images build`` builds it. Each measurement is one
+sweep of the good release and the candidate, back to back, into a run directory of its own under the
+bisect's folder (``DIR/2.4.5``, ``DIR/2.4.5-x2`` when measured again with twice the repeats), versions as
+keys (``numpy@2.4.5-cpu``): a pair measured minutes apart would compare the host's load, not the releases,
+and ``gdbench compare DIR/2.4.5 --across framework_version`` reads each pair as the bisect did. Whatever
 stops the bisect (the end, an error, Ctrl-C), the declarations it made are removed unless ``--keep``, and the
 runs it finished stay.
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.bisect.plan import SUMMARY, BisectRequest, releases_between
-from orchestrator.bisect.search import BAD, GOOD, MISSING, SKIPPED, CellVerdict, Step, classify, combine, judge, search
+from orchestrator.bisect.search import BAD, MISSING, SKIPPED, CellVerdict, Step, classify, combine, judge, search
 from orchestrator.errors import EXIT_INTERRUPTED, GdbenchError, Interrupted, InvalidOptions
 from orchestrator.images.compose import ComposeFile, Service, find_compose, load_compose
-from orchestrator.results.noise import Verdict, sample, verdict
+from orchestrator.results.noise import sample, verdict
 from orchestrator.sweep.rundir import RunDir, write_json_atomic
 from orchestrator.sweep.signals import signals_as_interrupts
 from orchestrator.sweep.spec import run_key
@@ -69,7 +70,6 @@ class Bisection:
         self.engine = DockerEngine.connect(req.docker_url)
         self.keys: dict[str, str] = {}  # release → its compose version key (``2.4.5``, ``0.11.0-py3.13``)
         self.refused: dict[str, str] = {}  # release → the one line why it cannot be declared or built
-        self.swept: dict[int, list[str]] = {}  # repeat factor → version keys its run directory holds
 
     # ------------------------------------------------------------------------------------------------ images
     def _service(self, compose: ComposeFile, release: str) -> Service | None:
@@ -138,19 +138,18 @@ class Bisection:
             "ci_width": (s.get("ci_width") if s.get("ci_width") is not None else DEFAULTS.ci_width) / factor,
         }
 
-    def sweep(self, factor: int, keys: list[str]) -> RunDir:
-        """Sweep ``keys`` into the factor's run directory; what it already holds is resumed, not run again."""
+    def sweep(self, release: str, factor: int, keys: list[str]) -> RunDir:
+        """One sweep of ``keys`` (the good release, then the candidate) into the pair's own run directory; a
+        directory an interrupted bisect left is resumed (what it holds is not run again)."""
         from orchestrator.sweep.progress import SweepProgress
         from orchestrator.sweep.request import build_request
         from orchestrator.sweep.runner import run_sweep
 
-        run_dir = RunDir(self.req.out / f"x{factor}")
-        listed = self.swept.setdefault(factor, [])
-        listed += [k for k in keys if k not in listed]
+        run_dir = RunDir(self.req.out / (release if factor == 1 else f"{release}-x{factor}"))
         if str(run_dir.path) not in self.report.runs:
             self.report.runs.append(str(run_dir.path))
         resume = run_dir.holds_run()
-        request = build_request(self._given(factor, listed), out=None if resume else run_dir.path,
+        request = build_request(self._given(factor, keys), out=None if resume else run_dir.path,
                                 resume=run_dir.path if resume else None, hosts=None, hosts_file=None,
                                 registry_repo=None, backend_opts=None, compose=str(self.compose_path),
                                 docker_url=self.req.docker_url)
@@ -176,7 +175,7 @@ class Bisection:
         except GdbenchError as exc:
             return Step(release, SKIPPED, factor, note=exc.message)
         good_key = self.ready(self.req.good)
-        run_dir = self.sweep(factor, [good_key, key])
+        run_dir = self.sweep(release, factor, [good_key, key])
         cells, reasons = [], []
         for cell in self.req.cells:
             good_row, row = self._row(run_dir, good_key, cell), self._row(run_dir, key, cell)
@@ -189,10 +188,7 @@ class Bisection:
             cells.append(CellVerdict(cell.label, a.median, b.median if b.ok else None, v, outcome))
             if outcome == MISSING:
                 reasons.append(f"{cell.label} {b.status}: {b.reason or 'no times'}"[:200])
-        outcome = combine([c.outcome for c in cells])
-        if outcome == MISSING:
-            self.swept[factor].remove(key)  # its failed document is not run again by the next sweep
-        return Step(release, outcome, factor, tuple(cells), "; ".join(reasons))
+        return Step(release, combine([c.outcome for c in cells]), factor, tuple(cells), "; ".join(reasons))
 
 
 def write_summary(report: Report) -> None:
@@ -241,16 +237,6 @@ def run_bisect(req: BisectRequest, note: Note) -> Report:
             if (req.out / SUMMARY).is_file():
                 write_summary(report)
     return report
-
-
-def good_step(report: Report) -> Step | None:
-    """The good release as the path's first line: its medians from the first sweep beside the bad one."""
-    if not report.path or not report.path[0].cells:
-        return None
-    first = report.path[0]
-    return Step(report.request.good, GOOD, first.factor,
-                tuple(CellVerdict(c.cell, c.good_median, c.good_median, Verdict(), GOOD)
-                      for c in first.cells), "the good release")
 
 
 def load_summary(path: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ Kept apart from the search and the sweeps so the words are in one place and the 
 from __future__ import annotations
 
 from orchestrator.bisect.search import BAD, SKIPPED, Step
-from orchestrator.bisect.session import Report, good_step
+from orchestrator.bisect.session import Report
 
 
 def per_iter(seconds: float | None) -> str:
@@ -19,8 +19,9 @@ def per_iter(seconds: float | None) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def step_lines(step: Step) -> list[str]:
-    """One line per cell of a step: release, outcome, cell, median per iteration, ratio, p, the verdict's words."""
+def step_lines(step: Step, good: str) -> list[str]:
+    """One line per cell of a step: release, outcome, cell, its median per iteration beside the good release's
+    (measured just before it, in the same run directory), the ratio, p and the verdict's words."""
     if not step.cells:
         return [f"  {step.release:<12} {step.outcome:<8} {step.note}"]
     lines = []
@@ -28,12 +29,11 @@ def step_lines(step: Step) -> list[str]:
         v = c.verdict
         ratio = f"×{v.ratio:.3f}" if v.ratio is not None else ""
         p = f"p={v.p_value:.2g}" if v.p_value is not None else ""
-        words = v.text if v.ratio is not None else ""
-        factor = f"(×{step.factor} repeats)" if step.factor > 1 else ""
-        extra = "; ".join(x for x in (words, step.note) if x)
         median = f"{per_iter(c.median)}/iter" if c.median is not None else "-"
-        lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<18} {median:>15} "
-                     f"{ratio:>7} {p:>9} {factor} {extra}".rstrip())
+        factor = f"(×{step.factor} repeats)" if step.factor > 1 else ""
+        extra = "; ".join(x for x in (v.text if v.ratio is not None else "", step.note) if x)
+        lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<16} {median:>14} ({good}: "
+                     f"{per_iter(c.good_median)}) {ratio:>7} {p:>8} {factor} {extra}".rstrip())
     return lines
 
 
@@ -42,14 +42,12 @@ def render(report: Report) -> list[str]:
     req = report.request
     fw = req.framework
     lines = [f"{fw} bisect {req.good} → {req.bad} ({req.flavour} image, Python {req.python}): "
-             f"{len(report.candidates)} release(s) between"]
+             f"{len(report.candidates)} release(s) between; each measured right after {req.good}"]
     lines += [f"  left out  {line}" for line in report.left_out]
-    first = good_step(report)
-    for step in ([first] if first else []) + report.path:
-        lines += step_lines(step)
+    for step in report.path:
+        lines += step_lines(step, req.good)
     if report.status == "interrupted":
-        lines.append("interrupted: the runs it finished are kept; continue with gdbench bisect --resume "
-                     f"{req.out}")
+        lines.append(f"interrupted: the runs it finished are kept; continue with gdbench bisect --resume {req.out}")
     elif report.status == "complete" and report.first_bad is None:
         lines.append(f"no release between {req.good} and {req.bad} is slower beyond the noise")
     elif report.first_bad is not None:
@@ -57,16 +55,15 @@ def render(report: Report) -> list[str]:
         if report.unresolved:
             lines.append(f"  or one of {', '.join(report.unresolved)} before it, which could not be measured "
                          "(skipped above)")
-    skipped = [s.release for s in report.path if s.outcome == SKIPPED]
-    bad = [s.release for s in report.path if s.outcome == BAD]
+    measured = [s for s in report.path if s.outcome != SKIPPED]
     built = f" ({', '.join(report.built)})" if report.built else ""
     lines.append(f"images built: {len(report.built)}{built}, rebuilt from cache: {len(report.refreshed)}; "
-                 f"releases measured: {len(report.path) - len(skipped) + 1 if report.path else 0}, skipped: "
-                 f"{len(skipped)}, bad: {len(bad)}; wall time {report.wall_s:.0f} s")
-    declared = ", ".join(report.declared)
-    if declared:
-        lines.append(f"declared for this bisect: {declared} "
+                 f"releases measured: {len(measured)} besides {req.good}, skipped: {len(report.path) - len(measured)}, "
+                 f"bad: {sum(s.outcome == BAD for s in report.path)}; wall time {report.wall_s:.0f} s")
+    if report.declared:
+        lines.append(f"declared for this bisect: {', '.join(report.declared)} "
                      + ("(kept: --keep)" if req.keep else "(removed again)"))
-    for run in report.runs:
-        lines.append(f"runs: {run}  (gdbench compare {run} --across framework_version)")
+    if report.runs:
+        lines.append(f"runs: {', '.join(report.runs)}")
+        lines.append(f"  each a run directory: gdbench compare {report.runs[-1]} --across framework_version")
     return lines

@@ -32,10 +32,13 @@ def bisect_command(
         "--python", help="the images' Python (3.11 or 3.13)", show_default="the good release's base")] = None,
     pre: Annotated[bool, typer.Option("--pre", help="search pre-releases too")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="keep the versions it declared in compose.yaml")] = False,
-    alpha: Annotated[float, typer.Option(help="significance level of the noise rule")] = ALPHA,
-    min_effect: Annotated[float, typer.Option(help="smallest slowdown that counts (0.05: 5 %)")] = MIN_EFFECT,
-    max_factor: Annotated[int, typer.Option(
-        help="an inconclusive release is measured again with ×2, ×4 … this many times the repeats")] = 4,
+    alpha: Annotated[float | None, typer.Option(
+        help="significance level of the noise rule", show_default=str(ALPHA))] = None,
+    min_effect: Annotated[float | None, typer.Option(
+        help="smallest slowdown that counts (0.05: 5 %)", show_default=str(MIN_EFFECT))] = None,
+    max_factor: Annotated[int | None, typer.Option(
+        help="an inconclusive release is measured again with ×2, ×4 … up to this many times the repeats",
+        show_default="4")] = None,
     n: Annotated[int | None, typer.Option("--n", help="rows of X", show_default=str(DEFAULTS.n))] = None,
     iters: Annotated[int | None, typer.Option(help="gradient steps", show_default=str(DEFAULTS.iters))] = None,
     repeats: Annotated[int | None, typer.Option(show_default=str(DEFAULTS.repeats))] = None,
@@ -60,7 +63,21 @@ def bisect_command(
     from orchestrator.images.compose import find_compose
     from orchestrator.sweep.spec import SweepOptions
 
+    sweep = {"n": n, "iters": iters, "repeats": repeats, "max_repeats": max_repeats, "ci_width": ci_width,
+             "row_budget_s": row_budget, "threads": threads,
+             "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
+             "sync_check": False if no_sync_check else None}
+    sweep = {k: v for k, v in sweep.items() if v is not None}
     if resume is not None:
+        given = [name for name, value in (("FRAMEWORK", framework), ("--good", good), ("--bad", bad),
+                                          ("--cell", cell), ("--flavour", flavour), ("--python", python),
+                                          ("--alpha", alpha), ("--min-effect", min_effect),
+                                          ("--max-factor", max_factor), ("--out", out)) if value]
+        flags = {"row_budget_s": "--row-budget", "sync_check": "--no-sync-check"}
+        given += [flags.get(k, f"--{k.replace('_', '-')}") for k in sweep]
+        if given or pre or keep:
+            raise InvalidOptions(f"--resume continues the bisect as it was asked; {', '.join(given) or '--pre/--keep'} "
+                                 "cannot change it", fix=f"gdbench bisect --resume {resume}")
         req = plan.load_resumed(resume)
     else:
         if framework is None or good is None or bad is None:
@@ -69,13 +86,10 @@ def bisect_command(
         if framework not in registry.REGISTRY:
             raise InvalidOptions(f"unknown framework {framework!r}; choose from {', '.join(registry.FRAMEWORKS)}")
         cells = [plan.parse_cell(c, framework) for c in cell] if cell else [plan.default_cell(framework)]
+        alpha, min_effect = ALPHA if alpha is None else alpha, MIN_EFFECT if min_effect is None else min_effect
+        max_factor = 4 if max_factor is None else max_factor
         if not 0 < alpha < 1 or not 0 <= min_effect < 1 or max_factor < 1:
             raise InvalidOptions("--alpha must be in (0, 1), --min-effect in [0, 1), --max-factor at least 1")
-        sweep = {"n": n, "iters": iters, "repeats": repeats, "max_repeats": max_repeats, "ci_width": ci_width,
-                 "row_budget_s": row_budget, "threads": threads,
-                 "cpuset": parse_cpuset(cpuset) if cpuset is not None else None,
-                 "sync_check": False if no_sync_check else None}
-        sweep = {k: v for k, v in sweep.items() if v is not None}
         SweepOptions.from_dict({**SweepOptions().to_dict(), **sweep}).check()
         flavour_name = plan.flavour_for(cells, flavour.value if flavour else None)
         folder = out or Path("results") / f"bisect-{framework}-{good}-{bad}"
