@@ -1,4 +1,4 @@
-"""``gdbench bisect``: the first release of a framework whose cell got slower beyond the noise.
+"""``gdbench bisect``: options parsed and checked here, the search and its sweeps in ``orchestrator.bisect``.
 
 The command parses options, checks them with ``orchestrator.bisect.plan`` (every refusal before anything is
 declared or built) and calls ``orchestrator.bisect.session.run_bisect``; the path goes to stdout.
