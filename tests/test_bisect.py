@@ -155,6 +155,12 @@ def test_skipped_releases_next_to_the_first_bad_are_unresolved_not_guessed() -> 
     assert found.first_bad == "2.2.1" and found.unresolved == ["2.1.3", "2.2.0"]
 
 
+def test_a_release_whose_cell_failed_is_skipped_with_the_cells_reason() -> None:
+    reason = "cpu/loop/d=2 failed: container exited 137 (OOM)"
+    step = judge("2.2.0", lambda r, f: Step(r, MISSING, f, note=reason), [1, 2, 4])
+    assert step.outcome == SKIPPED and step.note == reason and step.factor == 1  # not re-measured
+
+
 @pytest.mark.parametrize(("ratio", "p", "mark", "outcome"), [
     (1.20, 0.001, "slower", BAD),
     (0.80, 0.001, "faster", GOOD),

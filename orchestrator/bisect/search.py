@@ -25,6 +25,8 @@ class CellVerdict:
     median: float | None
     verdict: Verdict
     outcome: str
+    #: The solver's warnings on either side (``2.4.4 noisy``): the verdict stands, the reader should know.
+    warnings: str = ""
 
 
 @dataclass(frozen=True)

@@ -88,16 +88,21 @@ class Bisection:
                 from orchestrator.images.locks import add_pin
 
                 self.report.declared.append(release)  # before: an interrupt inside add_pin still gets cleaned up
-                add_pin(self.req.framework, release, self.req.flavour, self.req.python, self.compose_path.parent,
-                        self.compose_path, on_line=self.note)
+                try:
+                    add_pin(self.req.framework, release, self.req.flavour, self.req.python,
+                            self.compose_path.parent, self.compose_path, on_line=self.note)
+                except GdbenchError:
+                    self.report.declared.remove(release)  # a refused add leaves nothing behind
+                    raise
                 svc = self._service(load_compose(self.compose_path), release)
                 assert svc is not None, "add_pin declared the service"
             from orchestrator.images.build import build_declared
 
             # Built even where the tag exists: an image from an older gdbench cannot run this one's solver
             # options, and a current one rebuilds from the layer cache in seconds.
-            (self.report.refreshed if self.engine.image(svc.image) else self.report.built).append(release)
+            existed = self.engine.image(svc.image) is not None
             build_declared(load_compose(self.compose_path), [svc])
+            (self.report.refreshed if existed else self.report.built).append(release)
         except GdbenchError as exc:
             self.refused[release] = exc.message
             raise
@@ -185,7 +190,9 @@ class Bisection:
                                    f"({a.status}: {a.reason})", fix=f"look at {run_dir.path}")
             v = verdict(a, b, self.req.alpha, self.req.min_effect)
             outcome = classify(v, self.req.min_effect) if b.ok else MISSING
-            cells.append(CellVerdict(cell.label, a.median, b.median if b.ok else None, v, outcome))
+            warnings = ", ".join(f"{side} {'/'.join(x.flags)}" for side, x in ((self.req.good, a), (release, b))
+                                 if x.flags)
+            cells.append(CellVerdict(cell.label, a.median, b.median if b.ok else None, v, outcome, warnings))
             if outcome == MISSING:
                 reasons.append(f"{cell.label} {b.status}: {b.reason or 'no times'}"[:200])
         return Step(release, combine([c.outcome for c in cells]), factor, tuple(cells), "; ".join(reasons))

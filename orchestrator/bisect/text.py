@@ -31,7 +31,8 @@ def step_lines(step: Step, good: str) -> list[str]:
         p = f"p={v.p_value:.2g}" if v.p_value is not None else ""
         median = f"{per_iter(c.median)}/iter" if c.median is not None else "-"
         factor = f"(×{step.factor} repeats)" if step.factor > 1 else ""
-        extra = "; ".join(x for x in (v.text if v.ratio is not None else "", step.note) if x)
+        warned = f"⚠ {c.warnings}" if c.warnings else ""
+        extra = "; ".join(x for x in (v.text if v.ratio is not None else "", warned, step.note) if x)
         lines.append(f"  {step.release:<12} {step.outcome:<8} {c.cell:<16} {median:>14} ({good}: "
                      f"{per_iter(c.good_median)}) {ratio:>7} {p:>8} {factor} {extra}".rstrip())
     return lines
