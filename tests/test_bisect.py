@@ -299,11 +299,15 @@ def test_a_real_bisect_of_adjacent_numpy_releases(engine, checkout: Path, tmp_pa
         assert "no release between 2.4.4 and 2.4.6 is slower beyond the noise" in lines
     # The declarations it made are gone, byte for byte; the images it built may stay cached.
     assert (compose_path.read_bytes(), _tree(checkout / "images")) == before
-    # Each measured pair is a run directory compare reads, the release against the good one.
-    assert summary["runs"][0] == str(out / "2.4.6")
-    compared = gdbench("compare", str(out / "2.4.6"), "--across", "framework_version")
+    # Each measured pair is a run directory compare reads, the release against the good one; publish reads
+    # the folder of them.
+    assert summary["runs"][0] == str(out / "runs/2.4.6")
+    compared = gdbench("compare", str(out / "runs/2.4.6"), "--across", "framework_version")
     assert compared.returncode == 0, compared.stderr[-2000:]
     assert "numpy across framework_version: 2.4.4 vs 2.4.6" in compared.stdout + compared.stderr
+    published = gdbench("publish", str(out / "runs"), "--out", str(tmp_path / "site"))
+    assert published.returncode == 0, published.stderr[-2000:]
+    assert (tmp_path / "site/index.html").is_file()
 
 
 @pytest.mark.docker
@@ -333,6 +337,6 @@ def test_ctrl_c_removes_the_declarations_and_containers_and_keeps_the_runs(engin
     assert (compose_path.read_bytes(), _tree(checkout / "images")) == before
     summary = json.loads((out / "bisect.json").read_text())
     assert summary["status"] == "interrupted" and summary["declared"] == ["2.4.4"]
-    manifest = json.loads((out / "2.4.6/manifest.json").read_text())
+    manifest = json.loads((out / "runs/2.4.6/manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert engine.managed_containers(manifest["run_id"]) == [], "a container of the bisect is left"

@@ -21,6 +21,8 @@ from solvers import options, registry
 from solvers.options import DEFAULTS
 
 SUMMARY = "bisect.json"
+#: The folder of the bisect's run directories, one per measured pair: what publish and compare read.
+RUNS = "runs"
 
 
 @dataclass(frozen=True)

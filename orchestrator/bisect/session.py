@@ -3,9 +3,10 @@
 Each release is declared the way ``gdbench images add`` declares it (PyPI, hash lock, compose service) unless
 compose.yaml already has it, and built the way ``gdbench images build`` builds it. Each measurement is one
 sweep of the good release and the candidate, back to back, into a run directory of its own under the
-bisect's folder (``DIR/2.4.5``, ``DIR/2.4.5-x2`` when measured again with twice the repeats), versions as
-keys (``numpy@2.4.5-cpu``): a pair measured minutes apart would compare the host's load, not the releases,
-and ``gdbench compare DIR/2.4.5 --across framework_version`` reads each pair as the bisect did. Whatever
+bisect's ``runs/`` (``DIR/runs/2.4.5``, ``DIR/runs/2.4.5-x2`` when measured again with twice the repeats),
+versions as keys (``numpy@2.4.5-cpu``): a pair measured minutes apart would compare the host's load, not the
+releases. ``gdbench compare DIR/runs/2.4.5 --across framework_version`` reads one pair as the bisect did,
+``gdbench publish DIR/runs`` all of them; ``bisect.json`` stays beside ``runs/``, out of the runs' way. Whatever
 stops the bisect (the end, an error, Ctrl-C), the declarations it made are removed unless ``--keep``, and the
 runs it finished stay.
 """
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.bisect.plan import SUMMARY, BisectRequest, releases_between
+from orchestrator.bisect.plan import RUNS, SUMMARY, BisectRequest, releases_between
 from orchestrator.bisect.search import BAD, MISSING, SKIPPED, CellVerdict, Step, classify, combine, judge, search
 from orchestrator.errors import EXIT_INTERRUPTED, GdbenchError, Interrupted, InvalidOptions
 from orchestrator.images.compose import ComposeFile, Service, find_compose, load_compose
@@ -150,7 +151,7 @@ class Bisection:
         from orchestrator.sweep.request import build_request
         from orchestrator.sweep.runner import run_sweep
 
-        run_dir = RunDir(self.req.out / (release if factor == 1 else f"{release}-x{factor}"))
+        run_dir = RunDir(self.req.out / RUNS / (release if factor == 1 else f"{release}-x{factor}"))
         if str(run_dir.path) not in self.report.runs:
             self.report.runs.append(str(run_dir.path))
         resume = run_dir.holds_run()

@@ -5,6 +5,9 @@ Kept apart from the search and the sweeps so the words are in one place and the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from orchestrator.bisect.plan import RUNS
 from orchestrator.bisect.search import BAD, SKIPPED, Step
 from orchestrator.bisect.session import Report
 
@@ -65,6 +68,7 @@ def render(report: Report) -> list[str]:
         lines.append(f"declared for this bisect: {', '.join(report.declared)} "
                      + ("(kept: --keep)" if req.keep else "(removed again)"))
     if report.runs:
-        lines.append(f"runs: {', '.join(report.runs)}")
-        lines.append(f"  each a run directory: gdbench compare {report.runs[-1]} --across framework_version")
+        runs = req.out / RUNS
+        lines.append(f"runs: {runs} ({', '.join(Path(r).name for r in report.runs)}): gdbench publish {runs} --out "
+                     f"SITE; gdbench compare {report.runs[-1]} --across framework_version")
     return lines
