@@ -74,8 +74,10 @@ class Bisection:
 
     # ------------------------------------------------------------------------------------------------ images
     def _service(self, compose: ComposeFile, release: str) -> Service | None:
+        """The release's service on the bisect's Python, in the flavour's default build (not a named CUDA one)."""
         return next((s for s in compose.versions_of(self.req.framework, self.req.flavour)
-                     if s.framework_version == release and s.python == self.req.python), None)
+                     if s.framework_version == release and s.python == self.req.python and not s.cuda_build),
+                    None)
 
     def ready(self, release: str) -> str:
         """The release declared and built (each at most once per bisect); its version key, or ``GdbenchError``."""
