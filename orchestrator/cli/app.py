@@ -236,6 +236,10 @@ from orchestrator.cli.gpu import gpu_app  # noqa: E402  (its commands parse opti
 
 app.add_typer(gpu_app, name="gpu")
 
+from orchestrator.cli.bisect import bisect_command  # noqa: E402  (its logic is orchestrator.bisect)
+
+app.command("bisect")(bisect_command)
+
 _LAZY = ("report", "compare", "publish")
 
 

@@ -8,9 +8,13 @@ since it checks the lock, fills the wheelhouse of that service's own lock and Py
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import labels as label_keys
@@ -86,9 +90,25 @@ def build_declared(compose: ComposeFile, services: list[Service], no_cache: bool
     for svc in services:
         cmd = [sys.executable, str(script), svc.name, "--fetch", *(["--no-cache"] if no_cache else [])]
         # The build's log is diagnostics: stderr (fd 2), so stdout stays the command's data (images --build --json).
-        if subprocess.run(cmd, cwd=root, check=False, stdout=2).returncode:
+        if _run_group(cmd, root):
             raise GdbenchError(f"building {svc.image} (service {svc.name}) failed; its log is above",
                                fix=f"fix it, then rerun: gdbench images build {svc.name}")
+
+
+def _run_group(cmd: list[str], cwd: Path) -> int:
+    """Run a build in its own process group, and end the whole group if this process is interrupted: killing
+    only the build script would leave its ``docker build`` running to the end after Ctrl-C or SIGTERM."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=2, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        for sig, wait_s in ((signal.SIGINT, 20), (signal.SIGKILL, 10)):  # docker build cancels on SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
+                break
+        raise
 
 
 def add_version(text: str, flavour: str | None, python: str | None, compose: ComposeFile,

@@ -197,6 +197,14 @@ def check_pin(framework: str, version: str, flavour: str = "cpu", python: str | 
     raise VersionRefused(_why_not(framework, version, wheels, requires, python))
 
 
+def release_fits(files: list[dict[str, Any]], base: Base) -> bool:
+    """Does a release (its PyPI file list) ship a wheel that loads on ``base``, for a Python it allows? What
+    ``check_pin`` asks of one version, asked here of a whole release list at once (``gdbench bisect``)."""
+    wheels = [f["filename"] for f in files if f.get("packagetype") == "bdist_wheel" and not f.get("yanked")]
+    requires = next((f["requires_python"] for f in files if f.get("requires_python")), "")
+    return any(wheel_fits(w, base) for w in wheels) and _python_allowed(requires, base.python)
+
+
 def _python_allowed(requires: str, python: str) -> bool:
     try:
         return not requires or Version(python + ".0") in SpecifierSet(requires) or \

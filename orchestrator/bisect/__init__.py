@@ -1,0 +1,1 @@
+"""``gdbench bisect``: the first release of a framework whose cell got slower beyond the noise."""
