@@ -115,9 +115,10 @@ def check(service_name: str, image: str, args: dict[str, str]) -> Path:
         raise BuildError(f"service {service_name}: compose says {fw} {args.get('FRAMEWORK_VERSION')}, "
                          f"{lock.relative_to(ROOT)} pins {locked}")
     suffix = base_of(args).suffix
+    build = args.get("CUDA_BUILD") or flavour  # a named CUDA build (images add --cuda 13) tags itself cuda13
     if image != f"gdbench/{fw}:{args.get('IMAGE_VERSION')}" or args["IMAGE_VERSION"] != (
-            f"{locked.split('+')[0]}-{flavour}{suffix}"):
-        raise BuildError(f"service {service_name}: tag {image} is not gdbench/{fw}:<{fw} version>-{flavour}{suffix}")
+            f"{locked.split('+')[0]}-{build}{suffix}"):
+        raise BuildError(f"service {service_name}: tag {image} is not gdbench/{fw}:<{fw} version>-{build}{suffix}")
     if args.get("CUDA_VERSION", "") != cuda_version(lock):
         raise BuildError(f"service {service_name}: compose says CUDA {args.get('CUDA_VERSION')!r}, "
                          f"the lock's runtime is {cuda_version(lock)!r}")
