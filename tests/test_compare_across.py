@@ -17,6 +17,7 @@ import pytest
 from orchestrator.errors import InvalidOptions
 from orchestrator.results.compare import compare
 from orchestrator.results.compare_across import compare_across
+from orchestrator.sweep.rundir import RunDir
 from solvers.schema import empty_row
 from tests.conftest import gdbench, refused
 from tests.rundocs import host_record, ok_row, versioned_document, write_keyed_run
@@ -233,10 +234,10 @@ def test_across_reads_a_merged_csv_from_before_the_host_columns(runs: dict[str, 
 # --------------------------------------------------------------------------- the GPU stack's axes (fixtures)
 # These documents are fixtures: there is no GPU here, so their GPU, driver and CUDA provenance is written by hand
 # (the shape is the orchestrator's own: provenance.host from NVML, the image's io.gdbench.cuda.version label).
-def gpu_doc(scale: float, host: dict, cuda: str = "12.8", version: str = "2.13.0") -> dict:
+def gpu_doc(scale: float, host: dict, cuda: str = "12.8", version: str = "2.13.0", device: str = "gpu") -> dict:
     doc = versioned_document("torch", version, [ok_row(2, "fused", [t * scale for t in _ms(0.20)]),
                                                 ok_row(5, "fused", [t * scale for t in _ms(0.30)])],
-                             host=host, device="gpu")
+                             host=host, device=device)
     doc["provenance"]["image"]["labels"]["io.gdbench.cuda.version"] = cuda
     doc["provenance"]["image"]["tag"] = f"gdbench/torch:{version}-cuda{cuda.split('.')[0]}"
     return doc
@@ -294,3 +295,20 @@ def test_across_cuda_compares_two_cuda_builds_of_one_version_and_fails_on_slower
 def test_a_gpu_axis_with_one_value_is_one_line_with_the_fix(gpu_runs: dict[str, Path], capsys) -> None:
     err = refused(capsys, "compare", str(gpu_runs["cu12"]), "--across", "cuda")
     assert "no cells differ only in cuda" in err and "io.gdbench.cuda.version" in err
+
+
+def test_across_cuda_compares_cpu_rows_of_two_cuda_images(tmp_path: Path) -> None:
+    """Two CUDA builds of one release run on a machine without a GPU: their CPU rows carry their images' CUDA
+    runtime and are compared; a CPU image's rows carry none and are said to be left out (fixture documents)."""
+    run = RunDir(tmp_path / "cpu")
+    run.path.mkdir()
+    run.write_manifest({"run_id": "cpu"})
+    local = host_record("local")
+    for key, scale, cuda in (("torch@2.13.0+cuda12-cpu", 1.0, "12.9"), ("torch@2.13.0+cuda13-cpu", 2.0, "13.5")):
+        run.write_document(key, gpu_doc(scale, local, cuda=cuda, device="cpu"))
+    run.write_document("numpy-cpu", numpy_old(host=local))  # a CPU image: no CUDA runtime
+    c = compare_across([run.path], "cuda")
+    (group,) = c.groups
+    assert group.values == ["12.9", "13.5"] and all(m.device == "cpu" for m in group.matches)
+    assert all(m.verdicts["13.5"].mark == "slower" for m in group.matches)
+    assert any("carry no cuda" in w and "(rows of CPU images)" in w and "numpy cpu" in w for w in c.warnings)

@@ -156,14 +156,15 @@ def compare_across(paths: Sequence[Path | str], axis: str, alpha: float = ALPHA,
         df[f"_{c}"] = df[c].map(text)
     df["_host"] = df["_host"].replace("", "local")
     warnings: list[str] = []
-    if axis in GPU_AXES:  # CPU rows (and rows whose NVML did not answer) carry no value: said, then left out
-        df.loc[df["device"].map(text) != "gpu", f"_{column}"] = ""  # the host's GPU stack is not what a CPU row ran on
+    if axis in GPU_AXES:  # rows without a value are said, then left out
+        if axis != "cuda":  # a CPU row ran on no driver and no GPU; the CUDA runtime of its image it did load
+            df.loc[df["device"].map(text) != "gpu", f"_{column}"] = ""
         none = df[df[f"_{column}"] == ""]
         if len(none):
             by = ", ".join(f"{fw} {dev}" for fw, dev in dict.fromkeys(zip(none["framework"], none["device"],
                                                                           strict=True)))
-            warnings.append(f"{len(none)} row(s) carry no {axis} in their provenance (CPU rows, or NVML absent): "
-                            f"not compared ({by})")
+            why = "rows of CPU images" if axis == "cuda" else "CPU rows, or NVML absent"
+            warnings.append(f"{len(none)} row(s) carry no {axis} in their provenance ({why}): not compared ({by})")
     match_on = [f"_{c}" for c in MATCH_FIELDS if c != column and not (axis in GPU_AXES and c == "host")]
     run_rank = {label: i for i, label in enumerate(labels)}
     units: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]]]] = []
