@@ -248,7 +248,7 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
         dims = options.dims(str(args.dims))
         for name in ("n", "iters", "threads"):
             options.check_int(name, getattr(args, name))
-        options.check_sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
+        sampling = Sampling.checked(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
     except options.OptionError as exc:
         print(f"invalid arguments: {exc}", file=stdout, flush=True)
         return 2
@@ -263,7 +263,6 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     blas = threads.limit_blas(args.threads)
 
     spec = problem.ProblemSpec(n=args.n, iters=args.iters)
-    sampling = Sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
     env = {v: os.environ[v] for v in BLAS_ENV_VARS if v in os.environ}
     cleared = os.environ.get(_CLEARED_MARK)
     report = [

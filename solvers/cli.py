@@ -58,10 +58,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
 def sampling(args: argparse.Namespace) -> Sampling:
     """The checked ``Sampling`` of parsed ``run``/``bench`` arguments (``InvalidInput`` if no rule)."""
     try:
-        options.check_sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
+        return Sampling.checked(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
     except OptionError as exc:
         raise InvalidInput(str(exc)) from None
-    return Sampling(args.repeats, args.max_repeats, args.ci_width, args.row_budget)
 
 
 def build_parser() -> argparse.ArgumentParser:

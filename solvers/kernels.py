@@ -10,8 +10,8 @@ paragraph. What can be read is read at run time, after the timed runs, in the pr
 - numba: its own LLVM loops for the target CPU LLVM reports; no BLAS in ``fused``.
 - XLA (jax, tensorflow): the dot emitter XLA:CPU picks is not exposed at run time; the row says so.
 
-Each framework's ``kernel_path(device, variant)`` returns one line for the row; ``openblas``/``mkl_banner``
-are the readers they share.
+Each framework's ``kernel_path(device, variant)`` returns one line for the row; ``openblas``, ``mkl_summary``
+(with ``captured_c_stdout``) and ``xla`` are the readers they share.
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ def captured_c_stdout(call: Callable[[], object]) -> str:
             return fh.read()
     finally:
         os.unlink(path)
+
+
+def xla(device: str) -> str:
+    """XLA's line (jax, tensorflow): which dot emitter it chose is decided at compile time and not exposed by
+    a running program, so the row says so rather than guess."""
+    return f"XLA:{'GPU' if device == 'gpu' else 'CPU'} (its dot emitter is not readable at run time)"
 
 
 def mkl_isa(banner: str) -> str | None:

@@ -165,6 +165,15 @@ class Sampling:
     budget_s: float
 
     @classmethod
+    def checked(cls, repeats: int, max_repeats: int, ci_width: float, budget_s: float) -> Sampling:
+        """The rule from the ``--repeats``/``--max-repeats``/``--ci-width``/``--row-budget`` options, checked
+        (``options.check_sampling``: an ``OptionError`` names the option)."""
+        from .options import check_sampling
+
+        check_sampling(repeats, max_repeats, ci_width, budget_s)
+        return cls(repeats, max_repeats, ci_width, budget_s)
+
+    @classmethod
     def fixed(cls, repeats: int) -> Sampling:
         """Exactly ``repeats`` timed runs, whatever their spread."""
         return cls(repeats, repeats, 0.0, math.inf)

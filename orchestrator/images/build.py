@@ -40,6 +40,7 @@ def image_rows(compose: ComposeFile, engine: DockerEngine | None) -> list[dict[s
         info = engine.image(svc.image) if engine is not None else None
         labels = info.labels if info else {}
         default = svc.framework_version is not None and compose.service_for(svc.framework, svc.flavour) == svc
+        cuda = labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION") or None
         rows.append({
             "service": svc.name, "tag": svc.image, "framework": svc.framework, "flavour": svc.flavour,
             "version": svc.version_key, "python": labels.get(label_keys.PYTHON_VERSION) or svc.python,
@@ -47,9 +48,7 @@ def image_rows(compose: ComposeFile, engine: DockerEngine | None) -> list[dict[s
             "id": info.id if info else None, "size_bytes": info.size_bytes if info else None,
             "created": info.created if info else None, "user": info.user if info else None,
             "framework_version": labels.get(label_keys.FRAMEWORK_VERSION),
-            "cuda_version": labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION") or None,
-            "cuda_build": svc.cuda_build,
-            "min_driver": gpus.oldest_driver(labels.get(label_keys.CUDA_VERSION) or svc.args.get("CUDA_VERSION")),
+            "cuda_version": cuda, "cuda_build": svc.cuda_build, "min_driver": gpus.oldest_driver(cuda),
             "labels": {k: labels[k] for k in label_keys.IMAGE if k in labels},
         })
     return rows

@@ -132,8 +132,7 @@ class Service:
         CUDA build and ``-py3.13`` off the default Python (so each stays a choice of its own)."""
         if self.framework_version is None:
             return None
-        return (self.framework_version + (f"+{self.cuda_build}" if self.cuda_build else "")
-                + ("" if self.python == DEFAULT_PYTHON else f"-py{self.python}"))
+        return self.framework_version + (f"+{self.cuda_build}" if self.cuda_build else "") + self._python_suffix
 
     @property
     def version_aliases(self) -> tuple[str, ...]:
@@ -142,8 +141,11 @@ class Service:
         cuda = self.args.get("CUDA_VERSION", "")
         if self.cuda_build or not cuda or self.framework_version is None:
             return ()
-        return (self.framework_version + f"+cuda{cuda.split('.')[0]}"
-                + ("" if self.python == DEFAULT_PYTHON else f"-py{self.python}"),)
+        return (f"{self.framework_version}+cuda{cuda.split('.')[0]}{self._python_suffix}",)
+
+    @property
+    def _python_suffix(self) -> str:
+        return "" if self.python == DEFAULT_PYTHON else f"-py{self.python}"
 
 
 def _version_order(svc: Service) -> tuple[Version, bool]:

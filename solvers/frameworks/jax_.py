@@ -247,9 +247,9 @@ class JaxFramework(Framework):
         return int(peak) if peak is not None else None
 
     def kernel_path(self, device: str, variant: str) -> str | None:
-        # Which dot emitter XLA chose (its own loops, Eigen, oneDNN; cuBLAS or Triton) is decided at compile
-        # time and not exposed by a running program; the row says so rather than guess.
-        return f"XLA:{'GPU' if device == 'gpu' else 'CPU'} (its dot emitter is not readable at run time)"
+        from ..kernels import xla
+
+        return xla(device)
 
     def details(self, device: str) -> dict[str, Any]:
         dev = self._device(device)

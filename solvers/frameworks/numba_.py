@@ -359,12 +359,11 @@ class NumbaFramework(Framework):
         return LoopSolver() if variant == "loop" else FusedSolver()
 
     def kernel_path(self, device: str, variant: str) -> str | None:
-        cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
         if variant == "loop":  # np.dot in nopython code calls SciPy's BLAS (scipy.linalg.cython_blas)
             from ..kernels import openblas
 
             return f"{openblas(prefix_hint='scipy') or 'SciPy BLAS'} (SciPy's, through numba's np.dot)"
-        return f"numba's own LLVM loops for {cpu} (no BLAS)"
+        return f"numba's own LLVM loops for {numba.config.CPU_NAME or llvm.get_host_cpu_name()} (no BLAS)"
 
     def details(self, device: str) -> dict[str, Any]:
         return {

@@ -227,8 +227,9 @@ class TensorflowFramework(Framework):
             tf.config.experimental.reset_memory_stats("GPU:0")
 
     def kernel_path(self, device: str, variant: str) -> str | None:
-        # Every step is XLA-compiled (jit_compile); as for jax, XLA's dot emitter is not readable at run time.
-        return f"XLA:{'GPU' if device == 'gpu' else 'CPU'} (its dot emitter is not readable at run time)"
+        from ..kernels import xla
+
+        return xla(device)  # every step is XLA-compiled (jit_compile)
 
     def details(self, device: str) -> dict[str, Any]:
         info = tf.sysconfig.get_build_info()
