@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -128,6 +129,20 @@ class Framework(ABC):
     def details(self, device: str) -> dict[str, Any]:
         """Framework-specific provenance: backend, device name, precision settings."""
         return {}
+
+    #: Variants whose step reads X once (the row's gradient is accumulated while the row is in cache); every
+    #: other variant makes two passes, one per product. The bench bounds one-pass rows by the floor (one read
+    #: of X) and two-pass rows by twice the framework's own gemv (``gemv``).
+    one_pass_variants: tuple[str, ...] = ()
+
+    def gemv(self, data: ProblemData, W: np.ndarray) -> Callable[[int], np.ndarray] | None:
+        """``run(k)``: k products X·W on the CPU with this framework's own matrix-vector product, in the layout
+        its ``fused`` reads, waited for; returns the last product on the host (the tests check it is X·W).
+
+        Twice its time per product is what a two-pass step cannot beat by much in this framework: the bench
+        prints each row against it. Built outside the clock; None where the framework has no such product.
+        """
+        return None
 
     def kernel_path(self, device: str, variant: str) -> str | None:
         """The library and kernel the row's products ran on, as this process can read it (``solvers.kernels``):

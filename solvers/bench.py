@@ -7,8 +7,12 @@ apart, correctness, repeats, sync check, one fresh attempt after a failed sync c
 a check has no time and counts for nothing.
 
 The floor (``solvers.floor``) is the fastest single pass over X with the same threads; at small d it is a
-call-overhead reference and the table says so. Every cell prints its spread, and a verdict whose difference
-lies inside the rows' own spread says INCONCLUSIVE instead of PASS or FAIL.
+call-overhead reference and the table says so. A step that reads X once (numba's ``fused``) is held to
+it; a step that cannot (two products, each a pass) is held to twice its own framework's gemv, measured
+here through ``Framework.gemv`` in the layout that framework's ``fused`` reads (the ``x 2gemv`` column):
+a framework's fused form is only as good as it can be when that ratio is near 1. Every cell prints its
+spread, and a verdict whose difference lies inside the rows' own spread says INCONCLUSIVE instead of PASS
+or FAIL.
 
 BLAS environment: the images leave OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so the bench re-runs
 itself without them when they are set (``--keep-blas-env`` measures the environment as given); the kernel
@@ -42,6 +46,12 @@ TARGET_D100_FLOOR_RATIO = 1.5
 TARGET_D2_SPEEDUP = 3.0
 #: Every framework's fused form at d=100: two passes over X (one per product) is the bound without fusion.
 TARGET_D100_FUSED_FLOOR_RATIO = 2.2
+#: A one-pass fused form (``Framework.one_pass_variants``) at d=100: one read of X, so near the floor.
+TARGET_D100_ONE_PASS_FLOOR_RATIO = 1.3
+#: A two-pass fused form, at every d where the floor is a memory bound: near twice its own framework's gemv.
+TARGET_TWO_GEMV_RATIO = 1.15
+#: The variants held to that bound: the fastest forms a framework offers (not the textbook ``loop``).
+FUSED_FORMS = ("fused", "compiled")
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE", "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
 #: Unset in the images (images/Dockerfile sets neither), so unset for the bench's own measurements too.
 CLEARED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -61,6 +71,8 @@ class Row:
     flags: list[str] = field(default_factory=list)
     #: IQR/median of the repeat times: the row's own spread.
     spread: float | None = None
+    #: Passes over X per step: 1 for a one-pass form (bounded by the floor), else 2 (bounded by 2 gemv).
+    passes: int = 2
 
     @property
     def ok(self) -> bool:
@@ -101,6 +113,40 @@ def _load(names: list[str], n_threads: int, log: TextIO) -> tuple[dict[str, Fram
     return frameworks, lines
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What the rows at one d are held to: the floor (one read of X; at small d a call-overhead reference,
+    ``memory_bound`` False) and each framework's own gemv, all measured in this process (the lower of the
+    readings before and after the rows: a bound inflated by a busy moment would flatter every row)."""
+
+    floor_ms: float
+    memory_bound: bool = True
+    gemv_ms: dict[str, float] = field(default_factory=dict)
+
+    def two_gemv_ratio(self, row: Row) -> float | None:
+        """The row's time over twice its own framework's gemv (None without a time or a gemv)."""
+        gemv = self.gemv_ms.get(row.framework)
+        return (row.ms or 0.0) / (2 * gemv) if row.ok and gemv else None
+
+
+def own_gemvs_ms(frameworks: dict[str, Framework], data: ProblemData) -> dict[str, float]:
+    """Each framework's own gemv over this d's X, ms per product (``Framework.gemv``); a framework whose
+    gemv cannot run here is left out and says why on stderr, its rows then print no two-gemv ratio."""
+    from .floor import per_product_s
+
+    W = np.random.default_rng(0).standard_normal(data.d).astype(data.X.dtype)
+    out: dict[str, float] = {}
+    for name, fw in frameworks.items():
+        try:
+            run = fw.gemv(data, W)
+            if run is not None:
+                out[name] = per_product_s(run) * 1e3
+        except Exception as exc:  # a bound we cannot take is a missing column, never a failed report
+            print(f"{name}: no own gemv at d={data.d}: {type(exc).__name__}: {exc}".splitlines()[0],
+                  file=sys.stderr, flush=True)
+    return out
+
+
 def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
     return "-" if x is None else format(x, spec) + suffix
 
@@ -120,22 +166,30 @@ def _floor_line(dim: int, floor: dict[str, Any], readings: tuple[float, float]) 
             f"and {readings[1]:.4f} after the rows)")
 
 
-def _table(dim: int, rows: list[Row], floor: dict[str, Any], readings: tuple[float, float]) -> list[str]:
-    floor_ms = floor["time_s"] * 1e3
+def _gemv_line(bounds: Bounds) -> str:
+    own = ", ".join(f"{name} {ms:.4f}" for name, ms in bounds.gemv_ms.items()) or "none measured"
+    return (f"       own gemv X·W per framework, ms (a two-pass step's bound is twice its own): {own}")
+
+
+def _table(dim: int, rows: list[Row], floor: dict[str, Any], readings: tuple[float, float],
+           bounds: Bounds) -> list[str]:
     base = next((r.ms for r in rows if (r.framework, r.variant) == BASELINE and r.ok), None)
     xfloor = "x ref" if floor["call_overhead_bound"] else "x floor"
-    header = (f"{'framework':<11} {'variant':<7} {'ms/iter':>10} {'spread':>7} {'vs numpy loop':>14} "
-              f"{xfloor:>8}  status")
-    out = [_floor_line(dim, floor, readings), header, "-" * len(header)]
+    header = (f"{'framework':<11} {'variant':<8} {'ms/iter':>10} {'spread':>7} {'vs numpy loop':>14} "
+              f"{xfloor:>8} {'x 2gemv':>8}  status")
+    out = [_floor_line(dim, floor, readings), _gemv_line(bounds), header, "-" * len(header)]
     for r in rows:
         speedup = base / r.ms if r.ok and base else None
-        ratio = r.ms / floor_ms if r.ok else None
+        ratio = r.ms / bounds.floor_ms if r.ok else None
         status = "ok" if r.ok else f"{r.status}: {r.reason}"
         if r.flags:
             status += f" ({', '.join(r.flags)})"
+        if r.passes == 1 and r.ok:
+            status += " (one pass over X: held to the floor)"
         spread = _fmt(None if r.spread is None else 100 * r.spread, ".1f", "%")
-        out.append(f"{r.framework:<11} {r.variant:<7} {_fmt(r.ms, '.4f'):>10} {spread:>7} "
-                   f"{_fmt(speedup, '.2f', 'x'):>14} {_fmt(ratio, '.2f', 'x'):>8}  {status[:160]}")
+        out.append(f"{r.framework:<11} {r.variant:<8} {_fmt(r.ms, '.4f'):>10} {spread:>7} "
+                   f"{_fmt(speedup, '.2f', 'x'):>14} {_fmt(ratio, '.2f', 'x'):>8} "
+                   f"{_fmt(bounds.two_gemv_ratio(r), '.2f', 'x'):>8}  {status[:160]}")
     return out
 
 
@@ -163,9 +217,10 @@ def verdict(name: str, value: float, target: float, *, higher_is_better: bool, r
     return _check(name, value >= target if higher_is_better else value <= target, detail)
 
 
-def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[str]:
+def checks(results: dict[int, list[Row]], bounds: dict[int, Bounds]) -> list[str]:
     """The target checks, from this run's rows only."""
     lines = []
+    floors_ms = {dim: b.floor_ms for dim, b in bounds.items()}
 
     def base_row(dim: int) -> Row | None:
         return next((r for r in results.get(dim, []) if (r.framework, r.variant) == BASELINE and r.ok), None)
@@ -188,6 +243,11 @@ def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[s
             lines.append(verdict(f"d=100 {row.framework} fused <= {TARGET_D100_FUSED_FLOOR_RATIO:g}x the floor",
                                  f, TARGET_D100_FUSED_FLOOR_RATIO, higher_is_better=False, rows=[row],
                                  detail=f"{row.ms:.4f} ms, {f:.2f}x (floor {floors_ms[100]:.4f} ms)"))
+            if row.passes == 1:
+                lines.append(verdict(f"d=100 {row.framework} fused (one pass) <= "
+                                     f"{TARGET_D100_ONE_PASS_FLOOR_RATIO:g}x the floor", f,
+                                     TARGET_D100_ONE_PASS_FLOOR_RATIO, higher_is_better=False, rows=[row],
+                                     detail=f"{row.ms:.4f} ms, {f:.2f}x (floor {floors_ms[100]:.4f} ms)"))
     else:
         lines.append(_check("d=100 targets", None, "d=100 not measured (--dims)"))
     if 2 in results:
@@ -202,6 +262,16 @@ def checks(results: dict[int, list[Row]], floors_ms: dict[int, float]) -> list[s
             lines.append(_check("d=2 target", None, "no passing compiled solver or no numpy loop baseline at d=2"))
     else:
         lines.append(_check("d=2 target", None, "d=2 not measured (--dims)"))
+    for dim, rows in results.items():
+        bound = bounds[dim]
+        for row in (r for r in rows if r.variant in FUSED_FORMS and r.passes == 2 and bound.memory_bound):
+            ratio = bound.two_gemv_ratio(row)
+            if ratio is None:
+                continue
+            gemv = bound.gemv_ms[row.framework]
+            lines.append(verdict(f"d={dim} {row.framework} {row.variant} <= {TARGET_TWO_GEMV_RATIO:g}x two of its "
+                                 "own gemv", ratio, TARGET_TWO_GEMV_RATIO, higher_is_better=False, rows=[row],
+                                 detail=f"{row.ms:.4f} ms = {ratio:.2f}x 2 x {gemv:.4f} ms"))
     for dim, rows in results.items():
         by_key = {(r.framework, r.variant): r for r in rows}
         for fw in dict.fromkeys(r.framework for r in rows):
@@ -282,11 +352,12 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
         return 3
 
     results: dict[int, list[Row]] = {}
-    floors_ms: dict[int, float] = {}
+    bounds: dict[int, Bounds] = {}
     for dim in dims:
         data = problem.make_data(spec, dim)
         ref = problem.reference(data, spec.iters)
         before = measure_floor(data.X)
+        gemv_before = own_gemvs_ms(frameworks, data)
         rows: list[Row] = []
         for name, fw in frameworks.items():
             for variant in fw.variants["cpu"]:
@@ -294,19 +365,21 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
                 res = _measure(fw, variant, data, ref, spec, sampling)
                 ms = res["time_per_iter_s"] * 1e3 if res["status"] == "ok" else None
                 rows.append(Row(name, variant, dim, res["status"], ms, res["reason"], list(res["flags"]),
-                                res["iqr_rel"]))
+                                res["iqr_rel"], 1 if variant in fw.one_pass_variants else 2))
         # Measured again after the rows, and the lower kept: a floor inflated by a busy moment would flatter
         # every solver, and the stricter reading is the honest one.
         after = measure_floor(data.X)
+        gemv_after = own_gemvs_ms(frameworks, data)
         floor = min(before, after, key=lambda f: f["time_s"])
-        floors_ms[dim] = floor["time_s"] * 1e3
+        gemvs = {k: min(v, gemv_after.get(k, v)) for k, v in gemv_before.items()}
+        bounds[dim] = Bounds(floor["time_s"] * 1e3, not floor["call_overhead_bound"], gemvs)
         results[dim] = rows
         readings = (before["time_s"] * 1e3, after["time_s"] * 1e3)
-        print("\n".join([*_table(dim, rows, floor, readings), ""]), file=stdout, flush=True)
+        print("\n".join([*_table(dim, rows, floor, readings, bounds[dim]), ""]), file=stdout, flush=True)
 
     # Other processes on the same cores stretch every barrier of a multi-threaded solver: say so next to the
     # verdicts, so a FAIL on a busy host is read as such.
-    print("\n".join(["targets (ratios from this run):", *checks(results, floors_ms),
+    print("\n".join(["targets (ratios from this run):", *checks(results, bounds),
                      f"load average (1 min) at end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
                      _blas_line("BLAS loaded by the end: ", threads.blas_info())]),
           file=stdout, flush=True)

@@ -45,6 +45,17 @@ def per_call_s(fn: Callable[[], object], batches: int = FLOOR_BATCHES) -> float:
     return statistics.median(samples)
 
 
+def per_product_s(run: Callable[[int], object], batches: int = FLOOR_BATCHES) -> float:
+    """Median seconds per product of a framework's ``gemv`` runner (``Framework.gemv``): ``run(k)`` makes k
+    products and waits, with k sized so one call lasts ~``FLOOR_BATCH_SECONDS`` and its dispatch fades."""
+    run(1)
+    t0 = time.perf_counter()
+    run(1)
+    once = max(time.perf_counter() - t0, 1e-7)
+    k = max(1, int(FLOOR_BATCH_SECONDS / once))
+    return per_call_s(lambda: run(k), batches) / k
+
+
 def padded(X: np.ndarray) -> np.ndarray:
     """X in rows padded with zero columns to whole 64-byte lines, each row starting on a line."""
     n, d = X.shape

@@ -35,6 +35,23 @@ def test_every_solver_matches_reference(framework: str, variant: str, dtype: str
         assert len(row["repeat_times_s"]) == 2 and row["time_per_iter_s"] > 0
 
 
+@pytest.mark.parametrize("framework", [fw for fw in registry.FRAMEWORKS if "cpu" in registry.REGISTRY[fw].devices])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_own_gemv_computes_x_w_in_the_dtype_asked(framework: str, dtype: str) -> None:
+    """The product the bench's two-gemv bound times is X·W itself, not a cheaper stand-in (nor a downcast)."""
+    fw = registry.load(framework)
+    data = make_data(ProblemSpec(n=301, iters=1, dtype=dtype, seed=4), 9)
+    W = np.random.default_rng(5).standard_normal(9).astype(dtype)
+    run = fw.gemv(data, W)
+    assert run is not None, f"{framework} offers its own gemv here"
+    want = data.X.astype(np.float64) @ W.astype(np.float64)
+    for k in (1, 5):
+        got = run(k)
+        assert got.dtype == np.dtype(dtype) and got.shape == (301,)
+        assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want)) if dtype == "float32" else \
+            np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_reference_is_not_converged_so_iteration_count_matters() -> None:
     """With the default step size one step more or less is far outside tolerance: the check has teeth."""
     data = make_data(ProblemSpec(n=1000), 5)
@@ -418,6 +435,9 @@ def test_bench_prints_spread_floor_and_verdicts() -> None:
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "spread" in out and "floor:" in out and ("x floor" in out or "x ref" in out)
+    assert "x 2gemv" in out and "own gemv X·W per framework, ms" in out
+    gemv_lines = [line for line in out.splitlines() if "own gemv X·W" in line]
+    assert len(gemv_lines) == 2 and all(float(line.rsplit("numpy ", 1)[1]) > 0 for line in gemv_lines)
     verdicts = [line for line in out.splitlines() if "numpy fused not slower than loop" in line]
     assert len(verdicts) == 2 and all(v.split()[0] in ("PASS", "FAIL", "INCONCLUSIVE") for v in verdicts)
     assert "BLAS loaded by the end:" in out
@@ -426,14 +446,36 @@ def test_bench_prints_spread_floor_and_verdicts() -> None:
 
 
 def test_bench_checks_every_fused_form_against_the_floor_at_d100() -> None:
-    from solvers.bench import Row, checks
+    from solvers.bench import Bounds, Row, checks
 
     rows = [Row("numpy", "loop", 100, "ok", 4.0, spread=0.01), Row("numpy", "fused", 100, "ok", 2.0, spread=0.01),
             Row("torch", "fused", 100, "ok", 3.0, spread=0.01), Row("jax", "fused", 100, "failed", reason="x"),
-            Row("numba", "fused", 100, "ok", 2.25, spread=0.05)]
-    lines = {line.split(":")[0]: line for line in checks({100: rows}, {100: 1.0}) if "x the floor" in line}
+            Row("numba", "fused", 100, "ok", 2.25, spread=0.05, passes=1)]
+    lines = {line.split(":")[0]: line for line in checks({100: rows}, {100: Bounds(1.0)}) if "x the floor" in line}
     numpy_line = lines["PASS  d=100 numpy fused <= 2.2x the floor"]
     assert numpy_line.endswith("2.0000 ms, 2.00x (floor 1.0000 ms); spread ±1.0%")
     assert "FAIL  d=100 torch fused <= 2.2x the floor" in lines
     assert "INCONCLUSIVE  d=100 numba fused <= 2.2x the floor" in lines, "2.25 against 2.2 is inside ±5 %"
     assert not any("jax" in key for key in lines), "a failed row has no time to compare"
+    assert "FAIL  d=100 numba fused (one pass) <= 1.3x the floor" in lines, "only numba's fused reads X once"
+    assert not any("numpy fused (one pass)" in key for key in lines)
+
+
+def test_bench_holds_two_pass_fused_forms_to_twice_their_own_gemv() -> None:
+    from solvers.bench import Bounds, Row, checks
+
+    rows = [Row("numpy", "loop", 50, "ok", 4.0, spread=0.01), Row("numpy", "fused", 50, "ok", 2.0, spread=0.01),
+            Row("jax", "fused", 50, "ok", 1.1, spread=0.01), Row("torch", "compiled", 50, "ok", 1.0, spread=0.2),
+            Row("numba", "fused", 50, "ok", 0.5, spread=0.01, passes=1), Row("tf", "fused", 50, "ok", 9.0)]
+    bounds = Bounds(0.4, gemv_ms={"numpy": 0.5, "jax": 0.5, "torch": 0.45, "numba": 0.5})
+    assert bounds.two_gemv_ratio(rows[1]) == 2.0 and bounds.two_gemv_ratio(rows[5]) is None
+    lines = [line for line in checks({50: rows}, {50: bounds}) if "own gemv" in line]
+    assert lines == [
+        "FAIL  d=50 numpy fused <= 1.15x two of its own gemv: 2.0000 ms = 2.00x 2 x 0.5000 ms; spread ±1.0%",
+        "PASS  d=50 jax fused <= 1.15x two of its own gemv: 1.1000 ms = 1.10x 2 x 0.5000 ms; spread ±1.0%",
+        "INCONCLUSIVE  d=50 torch compiled <= 1.15x two of its own gemv: 1.0000 ms = 1.11x 2 x 0.4500 ms; "
+        "spread ±20.0% (the difference is inside the runs' own spread)",
+    ], "loop rows, one-pass rows and a framework without a gemv are not held to it"
+    call_bound = Bounds(0.4, memory_bound=False, gemv_ms=bounds.gemv_ms)
+    assert not [line for line in checks({50: rows}, {50: call_bound}) if "own gemv" in line], \
+        "where the floor measures a call, not memory, neither is a gemv a bound"

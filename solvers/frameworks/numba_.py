@@ -321,9 +321,19 @@ class FusedSolver(LoopSolver):
         return np.array(out[0]), float(out[1])  # a copy: the next run overwrites the solver's buffer
 
 
+@njit
+def _gemvs(X, W, k):  # pragma: no cover - compiled
+    """k products X·W as ``loop`` makes them (``@`` through SciPy's BLAS, a new result each time)."""
+    out = X @ W
+    for _ in range(k - 1):
+        out = X @ W
+    return out
+
+
 class NumbaFramework(Framework):
     name = "numba"
     variants = {"cpu": ("loop", "fused")}
+    one_pass_variants = ("fused",)
     #: Both variants run prange regions on a pool set to --threads with set_num_threads (numba 0.49).
     requires = (("0.49", "numba.set_num_threads / get_num_threads", ("loop", "fused")),)
 
@@ -357,6 +367,11 @@ class NumbaFramework(Framework):
         if variant not in self.variants.get(device, ()):
             raise Unavailable(f"numba offers no {variant} on {device} here (the loop variant needs SciPy)")
         return LoopSolver() if variant == "loop" else FusedSolver()
+
+    def gemv(self, data: ProblemData, W: np.ndarray) -> Callable[[int], np.ndarray] | None:
+        if "loop" not in self.variants["cpu"]:
+            return None  # no SciPy, so no BLAS for numba's ``@``: fused reads X once and needs no such bound
+        return lambda k: _gemvs(data.X, W, k)
 
     def kernel_path(self, device: str, variant: str) -> str | None:
         if variant == "loop":  # np.dot in nopython code calls SciPy's BLAS (scipy.linalg.cython_blas)

@@ -11,6 +11,7 @@ numba's job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,16 @@ class NumpyFramework(Framework):
 
     def make_solver(self, device: str, variant: str) -> Solver:
         return LoopSolver() if variant == "loop" else FusedSolver()
+
+    def gemv(self, data: ProblemData, W: np.ndarray) -> Callable[[int], np.ndarray]:
+        X, out = data.X, np.empty(data.n, dtype=data.X.dtype)
+
+        def run(k: int) -> np.ndarray:
+            for _ in range(k):
+                np.matmul(X, W, out=out)  # fused's first product, as it calls it
+            return out
+
+        return run
 
     def kernel_path(self, device: str, variant: str) -> str | None:
         from ..kernels import openblas

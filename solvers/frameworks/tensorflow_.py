@@ -85,6 +85,16 @@ def _fused(iters: tf.Tensor, A: tf.Tensor, y: tf.Tensor, theta0: tf.Tensor,
     return theta[:-1], theta[-1]
 
 
+@_xla
+def _gemvs(k: tf.Tensor, A: tf.Tensor, theta: tf.Tensor, one: tf.Tensor) -> tf.Tensor:
+    """k products θ·A (fused's first product, as it spells it) in one program; θ is scaled by a traced one
+    each time, so XLA can neither hoist the product out of the loop nor fold the scaling away."""
+    zero = tf.constant(0, dtype=tf.int32)
+    v0 = tf.zeros(tf.shape(A)[1:], dtype=A.dtype)
+    return tf.while_loop(lambda i, t, v: i < k,
+                         lambda i, t, v: (i + 1, t * one, tf.einsum("dn,d->n", A, t)), (zero, theta, v0))[2]
+
+
 class _Base:
     def __init__(self, device: str) -> None:
         self.device = device  # "/CPU:0" or "/GPU:0"
@@ -225,6 +235,18 @@ class TensorflowFramework(Framework):
     def reset_peak_device_memory(self, device: str) -> None:
         if device == "gpu":
             tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def gemv(self, data: ProblemData, W: np.ndarray) -> Callable[[int], np.ndarray]:
+        put = _Base("/CPU:0")._put
+        dt = data.X.dtype
+        A, theta = put(augmented_transpose(data)), put(np.append(W, dt.type(0)))
+        one = put(np.asarray(1, dtype=dt))
+
+        def run(k: int) -> np.ndarray:
+            with tf.device("/CPU:0"):
+                return _gemvs(tf.constant(k, dtype=tf.int32), A, theta, one).numpy()
+
+        return run
 
     def kernel_path(self, device: str, variant: str) -> str | None:
         from ..kernels import xla

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 
@@ -322,6 +323,18 @@ class TorchFramework(Framework):
     def reset_peak_device_memory(self, device: str) -> None:
         if device == "gpu" and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+
+    def gemv(self, data: ProblemData, W: np.ndarray) -> Callable[[int], np.ndarray]:
+        X, w = torch.from_numpy(data.X), torch.from_numpy(np.ascontiguousarray(W))
+        out = torch.empty(data.n, dtype=X.dtype)
+
+        @torch.inference_mode()
+        def run(k: int) -> np.ndarray:
+            for _ in range(k):
+                torch.mv(X, w, out=out)  # fused's first product is addmv over the same X
+            return out.numpy()
+
+        return run
 
     def kernel_path(self, device: str, variant: str) -> str | None:
         """cuBLAS on the GPU; on the CPU the path MKL's own banner names for one float64 gemv (its generic
