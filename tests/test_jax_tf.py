@@ -234,3 +234,14 @@ def test_gpu_matches_reference(fw: Framework, dtype: str) -> None:
                       gpu_state=lambda: None, check_sync=False)
         assert row["status"] == "ok", (variant, row["reason"], row["stderr_tail"])
         assert row["max_rel_error"] <= TOLERANCE[dtype]
+
+
+def test_xla_dims_reproducer_reads_the_partition_and_checks_the_split_form() -> None:
+    """scripts/xla_dims.py (docs/frameworks.md): one row per d, each product's workgroups read from XLA's dump."""
+    proc = subprocess.run([sys.executable, "scripts/xla_dims.py", "--dims", "3,9", "--rounds", "1", "--steps", "5",
+                           "--n", "64", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [r.split("|")[1].strip() for r in rows] == ["3", "9"]
+    for row in rows:
+        assert re.search(r"θ·A: \d+ × \d+ \(busiest 100%\); A·r: \d+ × \d+ \(busiest 100%\)", row), row
