@@ -72,6 +72,7 @@ def test_row_kernels_compute_the_partial_gradient() -> None:
         r = y[3:34] - (X[3:34] @ W + 0.25)
         expected = np.append(X[3:34].T @ r, r.sum())
         kernels = [numba_.blocked_kernel(d), numba_.blocked_kernel(None)]
+        kernels += [numba_.blocked_kernel(d, rows) for rows in (1, 2, 3, 8)]  # blocks that do not divide 31 rows
         kernels += [numba_.small_kernel(d)] if d <= numba_.SMALL_D else []
         for kernel in kernels:
             out = np.full(d + 1, np.nan)
@@ -81,6 +82,8 @@ def test_row_kernels_compute_the_partial_gradient() -> None:
         numba_.small_kernel(numba_.SMALL_D + 1)
     with pytest.raises(ValueError):
         numba_.blocked_kernel(0)
+    with pytest.raises(ValueError):
+        numba_.blocked_kernel(5, rows=0)
 
 
 @pytest.mark.parametrize("variant", ["loop", "fused"])

@@ -88,59 +88,62 @@ def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compil
 # --------------------------------------------------------------------------------------------------- fused
 
 
+#: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel`` (see
+#: docs/frameworks.md for the measurement that chose it).
+ROWS = 4
+
+
+def _blocked_source(d: int | None, rows: int) -> str:
+    """Source of the row kernel ``rows`` rows at a time; ``d`` a literal (known trip counts) or X's width."""
+    dd = "d" if d is None else str(d)
+    ks = range(rows)
+    lines = [
+        "def rows_blocked(X, y, W, b, lo, hi, out):",
+        f"    d = {'X.shape[1]' if d is None else d}",
+        "    zero = X.dtype.type(0)",
+        "    g = out[:d]",
+        "    for j in range(d):",
+        "        g[j] = zero",
+        "    gb = zero",
+        "    i = lo",
+        f"    while i + {rows} <= hi:",
+        *(f"        x{k} = X[i + {k}]" for k in ks),
+        *(f"        s{k} = zero" for k in ks),
+        f"        for j in range({dd}):",
+        "            w = W[j]",
+        *(f"            s{k} += x{k}[j] * w" for k in ks),
+        *(f"        r{k} = y[i + {k}] - b - s{k}" for k in ks),
+        f"        for j in range({dd}):",
+        "            g[j] += " + " + ".join(f"r{k} * x{k}[j]" for k in ks),
+        "        gb += " + " + ".join(f"r{k}" for k in ks),
+        f"        i += {rows}",
+        "    while i < hi:",
+        "        x = X[i]",
+        "        s = zero",
+        f"        for j in range({dd}):",
+        "            s += x[j] * W[j]",
+        "        r = y[i] - b - s",
+        f"        for j in range({dd}):",
+        "            g[j] += r * x[j]",
+        "        gb += r",
+        "        i += 1",
+        "    out[d] = gb",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @functools.cache
-def blocked_kernel(d: int | None) -> Callable[..., None]:
-    """The row kernel four rows at a time, for one d ≥ 1 (a compile-time constant) or any d (None)."""
+def blocked_kernel(d: int | None, rows: int = ROWS) -> Callable[..., None]:
+    """The row kernel ``rows`` rows at a time, for one d ≥ 1 (a compile-time constant) or any d (None): the
+    rows of a block share each load of W and of the partial gradient, and their dot products are independent
+    chains the core can overlap. Partial gradient of rows [lo, hi): Σ r_i·x_i into out[:d], Σ r_i into out[d]."""
     if d is not None and d < 1:
         raise ValueError(f"d must be >= 1, not {d}")
-    D = d  # a closure constant: Numba compiles it into the code, so strides and trip counts are known
-
-    @njit(fastmath=FASTMATH)
-    def rows_blocked(X, y, W, b, lo, hi, out):  # pragma: no cover - compiled
-        """Partial gradient of rows [lo, hi): Σ r_i·x_i into out[:d], Σ r_i into out[d]."""
-        d = X.shape[1] if D is None else D
-        zero = X.dtype.type(0)
-        g = out[:d]
-        for j in range(d):
-            g[j] = zero
-        gb = zero
-        i = lo
-        while i + 4 <= hi:
-            x0 = X[i]
-            x1 = X[i + 1]
-            x2 = X[i + 2]
-            x3 = X[i + 3]
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
-            for j in range(d):
-                w = W[j]
-                s0 += x0[j] * w
-                s1 += x1[j] * w
-                s2 += x2[j] * w
-                s3 += x3[j] * w
-            r0 = y[i] - b - s0
-            r1 = y[i + 1] - b - s1
-            r2 = y[i + 2] - b - s2
-            r3 = y[i + 3] - b - s3
-            for j in range(d):
-                g[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
-            gb += (r0 + r1) + (r2 + r3)
-            i += 4
-        while i < hi:
-            x = X[i]
-            s = zero
-            for j in range(d):
-                s += x[j] * W[j]
-            r = y[i] - b - s
-            for j in range(d):
-                g[j] += r * x[j]
-            gb += r
-            i += 1
-        out[d] = gb
-
-    return rows_blocked
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, not {rows}")
+    namespace: dict[str, Any] = {}
+    exec(compile(_blocked_source(d, rows), f"<gdbench numba kernel d={d} rows={rows}>", "exec"), namespace)
+    return njit(fastmath=FASTMATH)(namespace["rows_blocked"])
 
 
 _SMALL_TEMPLATE = '''
