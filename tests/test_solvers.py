@@ -479,3 +479,6 @@ def test_bench_holds_two_pass_fused_forms_to_twice_their_own_gemv() -> None:
     call_bound = Bounds(0.4, memory_bound=False, gemv_ms=bounds.gemv_ms)
     assert not [line for line in checks({50: rows}, {50: call_bound}) if "own gemv" in line], \
         "where the floor measures a call, not memory, neither is a gemv a bound"
+    small = [Row(r.framework, r.variant, 39, r.status, r.ms, spread=r.spread, passes=r.passes) for r in rows]
+    assert not [line for line in checks({39: small}, {39: bounds}) if "own gemv" in line], \
+        "below d=40 the step's other vectors weigh too much for two gemv to bound it"
