@@ -13,12 +13,12 @@ reaches through SciPy) and allocates its temporaries.
   gradient to its own row of a buffer allocated in ``setup``, aligned so no two threads write the same cache
   line, and the partials are summed in chunk order afterwards (d+1 numbers per thread). Nothing is
   allocated per iteration (the tests count Numba's allocations).
-* Larger d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
-  FMAs per load of W or g, and LLVM vectorises them. From ``EXACT_D_MIN`` this kernel is compiled with d
-  as a constant (known strides and trip counts). ``fastmath`` is
-  limited to ``reassoc`` (lets the row dot product be a vector reduction) and ``contract`` (FMA); both only
-  reorder rounding, ~1e-16 relative here, far inside the 1e-8 float64 tolerance (the tests check it), and
-  no flag assumes away NaN or infinity.
+* Larger d: four rows (two from ``TWO_ROWS_MIN_WIDTH`` columns) share each sweep over W and over the
+  partial gradient, so the inner loops do several FMAs per load of W or g, and LLVM vectorises them.
+  From ``EXACT_D_MIN`` this kernel is compiled with d as a constant (known strides and trip counts).
+  ``fastmath`` is limited to ``reassoc`` (lets the row dot product be a vector reduction) and
+  ``contract`` (FMA); both only reorder rounding, ~1e-16 relative here, far inside the 1e-8 float64
+  tolerance (the tests check it), and no flag assumes away NaN or infinity.
 * Small d: a kernel generated for that exact d keeps W and the gradient in scalar registers with a
   constant row stride, so LLVM vectorises across rows instead (a row loop of length 2 cannot be vectorised:
   the four-row kernel is several times slower at d=2).
@@ -88,9 +88,11 @@ def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compil
 # --------------------------------------------------------------------------------------------------- fused
 
 
-#: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel`` (see
-#: docs/frameworks.md for the measurement that chose it).
+#: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel``; from
+#: ``TWO_ROWS_MIN_WIDTH`` columns two rows do better, whose dot products and updates need fewer registers
+#: (d=100: 6-11 % faster, d=128: 20 %; d=64-80 a tie; d=32 2.4x slower: docs/frameworks.md).
 ROWS = 4
+TWO_ROWS_MIN_WIDTH = 96
 
 
 def _blocked_source(d: int | None, rows: int) -> str:
@@ -196,7 +198,7 @@ def row_kernel(width: int, d: int | None = None) -> Callable[..., None]:
     d = width if d is None else d
     if d <= SMALL_D:
         return small_kernel(d)
-    return blocked_kernel(width if width >= EXACT_D_MIN else None)
+    return blocked_kernel(width if width >= EXACT_D_MIN else None, 2 if width >= TWO_ROWS_MIN_WIDTH else ROWS)
 
 
 @njit(fastmath=FASTMATH)
@@ -391,6 +393,7 @@ class NumbaFramework(Framework):
             "parallel_min_elements": PARALLEL_MIN_ELEMENTS,
             "small_d_kernels": SMALL_D,
             "exact_d_min": EXACT_D_MIN,
+            "rows_per_block": {"below_width": ROWS, "from_width": {TWO_ROWS_MIN_WIDTH: 2}},
             # The CPU LLVM generates code for: it decides the vector width (AVX2, AVX-512) of every kernel.
             "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
         }
