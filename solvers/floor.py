@@ -55,8 +55,9 @@ def per_product_s(run: Callable[[int], object], batches: int = PRODUCT_BATCHES) 
 
     ``run(k)`` makes k products in one call and waits. A call costs a fixed dispatch (≈ 0.3 ms for a jitted
     JAX program, ≈ 1 ms for a tf.function) on top of its products, so the time per product is the marginal
-    one: (T(2k) − T(k)) / k, each T the median of ``batches`` calls, with k doubled until a call of k
-    products lasts ``PRODUCT_CALL_SECONDS``.
+    one: (T(K) − T(1)) / (K − 1), T the median of ``batches`` calls, K doubled until a call lasts
+    ``PRODUCT_CALL_SECONDS``. T(1) is short and steady, so the difference keeps T(K)'s own few-% noise
+    (a difference of two long calls would double it).
     """
     k = 1
     run(k)
@@ -66,19 +67,20 @@ def per_product_s(run: Callable[[int], object], batches: int = PRODUCT_BATCHES) 
         if time.perf_counter() - t0 >= PRODUCT_CALL_SECONDS or k >= 1 << 16:
             break
         k *= 2
-    run(2 * k)  # warm: a program may compile for a new count
+    k = max(2, k)
+    run(k)  # warm: a program may compile for a new count
 
-    def median_call(count: int) -> float:
+    def median_call(count: int, times: int) -> float:
         samples = []
-        for _ in range(batches):
+        for _ in range(times):
             t0 = time.perf_counter()
             run(count)
             samples.append(time.perf_counter() - t0)
         return statistics.median(samples)
 
-    once, twice = median_call(k), median_call(2 * k)
-    # Noise can make the difference meaningless (≤ 0); then the plain average of the longer calls bounds it.
-    return (twice - once) / k if twice > once else twice / (2 * k)
+    one, many = median_call(1, 3 * batches), median_call(k, batches)
+    # Should noise ever make T(1) the longer, the plain average of the long calls still bounds the product.
+    return (many - one) / (k - 1) if many > one else many / k
 
 
 def padded(X: np.ndarray) -> np.ndarray:
