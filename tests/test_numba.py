@@ -167,10 +167,3 @@ def test_threads_and_details() -> None:
     assert set(details["fastmath"]) == {"reassoc", "contract"}
     assert FW.version() == numba.__version__
 
-
-def test_wide_rows_take_the_two_row_kernel() -> None:
-    """From TWO_ROWS_MIN_WIDTH columns the fused solver's kernel blocks two rows, below it four."""
-    wide = numba_.TWO_ROWS_MIN_WIDTH
-    assert numba_.row_kernel(wide, wide - 3) is numba_.blocked_kernel(wide, 2)
-    assert numba_.row_kernel(wide - 8) is numba_.blocked_kernel(wide - 8, numba_.ROWS)
-    assert numba_.row_kernel(16) is numba_.blocked_kernel(None, numba_.ROWS)

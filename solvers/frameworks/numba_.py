@@ -13,8 +13,8 @@ reaches through SciPy) and allocates its temporaries.
   gradient to its own row of a buffer allocated in ``setup``, aligned so no two threads write the same cache
   line, and the partials are summed in chunk order afterwards (d+1 numbers per thread). Nothing is
   allocated per iteration (the tests count Numba's allocations).
-* Larger d: four rows (two from ``TWO_ROWS_MIN_WIDTH`` columns) share each sweep over W and over the
-  partial gradient, so the inner loops do several FMAs per load of W or g, and LLVM vectorises them.
+* Larger d: four rows share each sweep over W and over the partial gradient, so the inner loops do four
+  FMAs per load of W or g, and LLVM vectorises them.
   From ``EXACT_D_MIN`` this kernel is compiled with d as a constant (known strides and trip counts).
   ``fastmath`` is limited to ``reassoc`` (lets the row dot product be a vector reduction) and
   ``contract`` (FMA); both only reorder rounding, ~1e-16 relative here, far inside the 1e-8 float64
@@ -88,11 +88,9 @@ def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compil
 # --------------------------------------------------------------------------------------------------- fused
 
 
-#: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel``; from
-#: ``TWO_ROWS_MIN_WIDTH`` columns two rows do better, whose dot products and updates need fewer registers
-#: (d=100: 6-11 % faster, d=128: 20 %; d=64-80 a tie; d=32 2.4x slower: docs/frameworks.md).
+#: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel``: 1, 2, 3 and 8
+#: measured no better at any d from 32 to 128 on the AVX-512 host (docs/frameworks.md).
 ROWS = 4
-TWO_ROWS_MIN_WIDTH = 96
 
 
 def _blocked_source(d: int | None, rows: int) -> str:
@@ -198,7 +196,7 @@ def row_kernel(width: int, d: int | None = None) -> Callable[..., None]:
     d = width if d is None else d
     if d <= SMALL_D:
         return small_kernel(d)
-    return blocked_kernel(width if width >= EXACT_D_MIN else None, 2 if width >= TWO_ROWS_MIN_WIDTH else ROWS)
+    return blocked_kernel(width if width >= EXACT_D_MIN else None)
 
 
 @njit(fastmath=FASTMATH)
@@ -393,7 +391,7 @@ class NumbaFramework(Framework):
             "parallel_min_elements": PARALLEL_MIN_ELEMENTS,
             "small_d_kernels": SMALL_D,
             "exact_d_min": EXACT_D_MIN,
-            "rows_per_block": {"below_width": ROWS, "from_width": {TWO_ROWS_MIN_WIDTH: 2}},
+            "rows_per_block": ROWS,
             # The CPU LLVM generates code for: it decides the vector width (AVX2, AVX-512) of every kernel.
             "llvm_cpu": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
         }
