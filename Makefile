@@ -62,7 +62,7 @@ test-cuda: venv system-deps docker  ## every CUDA image built, then checked on t
 	$(MAKE) images FLAVOUR=cuda
 	GDBENCH_CUDA_IMAGES=1 GDBENCH_REQUIRE_DOCKER=1 $(PY) -m pytest -q -rs tests/test_cuda_images.py $(PYTEST_ARGS)
 
-bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups and the gemv floor
+bench: venv  ## CPU solver benchmark in this environment: ms/iter, speedups, the floor and each framework's own gemv
 	$(PY) -m solvers bench
 
 bench-all: host-venv system-deps docker default-images  ## the full default sweep on every device this host has, then the report
