@@ -420,7 +420,7 @@ def test_run_document_records_floor_spread_layout_and_host_load() -> None:
 
 
 def test_bench_verdict_inside_spread_is_inconclusive() -> None:
-    from solvers.bench import Row, verdict
+    from solvers.targets import Row, verdict
 
     tight = [Row("x", "loop", 2, "ok", 1.0, spread=0.01), Row("x", "fused", 2, "ok", 0.95, spread=0.01)]
     loose = [Row("x", "loop", 2, "ok", 1.0, spread=0.01), Row("x", "fused", 2, "ok", 0.95, spread=0.2)]
@@ -446,7 +446,7 @@ def test_bench_prints_spread_floor_and_verdicts() -> None:
 
 
 def test_bench_checks_every_fused_form_against_the_floor_at_d100() -> None:
-    from solvers.bench import Bounds, Row, checks
+    from solvers.targets import Bounds, Row, checks
 
     rows = [Row("numpy", "loop", 100, "ok", 4.0, spread=0.01), Row("numpy", "fused", 100, "ok", 2.0, spread=0.01),
             Row("torch", "fused", 100, "ok", 3.0, spread=0.01), Row("jax", "fused", 100, "failed", reason="x"),
@@ -462,7 +462,7 @@ def test_bench_checks_every_fused_form_against_the_floor_at_d100() -> None:
 
 
 def test_bench_holds_two_pass_fused_forms_to_twice_their_own_gemv() -> None:
-    from solvers.bench import Bounds, Row, checks
+    from solvers.targets import Bounds, Row, checks
 
     rows = [Row("numpy", "loop", 50, "ok", 4.0, spread=0.01), Row("numpy", "fused", 50, "ok", 2.0, spread=0.01),
             Row("jax", "fused", 50, "ok", 1.1, spread=0.01), Row("torch", "compiled", 50, "ok", 1.0, spread=0.2),
