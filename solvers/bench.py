@@ -29,6 +29,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from typing import Any, TextIO
 
 import numpy as np
@@ -42,6 +43,10 @@ from .timing import Sampling
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE", "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
 #: Unset in the images (images/Dockerfile sets neither), so unset for the bench's own measurements too.
 CLEARED_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: Seconds of quiet before each reading: OpenBLAS's (and OpenMP's) worker threads keep spinning for a while
+#: after their last call, and on a 2-core host they share the cores with whatever is timed next (jax's own
+#: gemv read 0.13 ms right after a NumPy gemv and 0.063 ms after 0.3 s idle: docs/frameworks.md).
+SETTLE_S = 0.3
 #: Set in the re-run child: what the parent cleared, for the report.
 _CLEARED_MARK = "GDBENCH_BENCH_CLEARED"
 
@@ -89,6 +94,7 @@ def own_gemvs_ms(frameworks: dict[str, Framework], data: ProblemData) -> dict[st
     out: dict[str, float] = {}
     for name, fw in frameworks.items():
         try:
+            time.sleep(SETTLE_S)
             run = fw.gemv(data, W)
             if run is not None:
                 out[name] = per_product_s(run) * 1e3
@@ -215,18 +221,21 @@ def bench(args: argparse.Namespace, stdout: TextIO) -> int:
     for dim in dims:
         data = problem.make_data(spec, dim)
         ref = problem.reference(data, spec.iters)
+        time.sleep(SETTLE_S)
         before = measure_floor(data.X)
         gemv_before = own_gemvs_ms(frameworks, data)
         rows: list[Row] = []
         for name, fw in frameworks.items():
             for variant in fw.variants["cpu"]:
                 print(f"{name}/cpu/{variant} d={dim} …", file=log, flush=True)
+                time.sleep(SETTLE_S)
                 res = _measure(fw, variant, data, ref, spec, sampling)
                 ms = res["time_per_iter_s"] * 1e3 if res["status"] == "ok" else None
                 rows.append(Row(name, variant, dim, res["status"], ms, res["reason"], list(res["flags"]),
                                 res["iqr_rel"], 1 if variant in fw.one_pass_variants else 2))
         # Measured again after the rows, and the lower kept: a floor inflated by a busy moment would flatter
         # every solver, and the stricter reading is the honest one.
+        time.sleep(SETTLE_S)
         after = measure_floor(data.X)
         gemv_after = own_gemvs_ms(frameworks, data)
         floor = min(before, after, key=lambda f: f["time_s"])
