@@ -391,3 +391,23 @@ def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine,
     clocks = [e for e in envs["gpu"] if e.startswith(f"{gpuclocks.RECORD_ENV}=")]
     assert len(clocks) == 1 and '"sm_mhz": 1200' in clocks[0]
     assert not any(e.startswith(f"{gpuclocks.RECORD_ENV}=") for e in envs["cpu"])
+
+
+def test_an_oom_kill_is_read_from_the_event_stream_too(engine: DockerEngine, compose: ComposeFile, numpy_image) -> None:
+    """A SIGKILLed container is asked for Docker's ``oom`` event, which can trail ``State.OOMKilled``."""
+    image = compose.services["numpy"].image
+    since = int(time.time()) - 1
+    ids = []
+    try:
+        for code in ("b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])", "pass"):
+            c = engine.client.containers.run(image, entrypoint=["python", "-c", code], mem_limit="64m",
+                                             memswap_limit="64m", network_mode="none", detach=True)
+            ids.append(c.id)
+            c.wait()
+        killed, fine = (engine.client.api.inspect_container(i)["State"]["ExitCode"] for i in ids)
+        assert (killed, fine) == (containers.SIGKILL_EXIT, 0)
+        assert containers._oom_event(engine, ids[0], since) is True
+        assert containers._oom_event(engine, ids[1], since) is False
+    finally:
+        for i in ids:
+            engine.client.api.remove_container(i, force=True)

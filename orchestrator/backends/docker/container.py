@@ -160,6 +160,28 @@ def create(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool) 
         raise _classify(exc, spec) from exc
 
 
+#: A process killed by SIGKILL exits 128 + 9: the kernel's OOM killer, or our own timeout's kill.
+SIGKILL_EXIT = 137
+#: How long to wait for an ``oom`` event that may trail the container's exit.
+OOM_EVENT_WAIT_S = 2
+
+
+def _oom_event(engine: DockerEngine, container_id: str, since: int) -> bool:
+    """Whether Docker reported an ``oom`` event for the container since ``since``.
+
+    Docker sets ``State.OOMKilled`` from the same kernel notification, but only when that notification
+    arrives before it has processed the exit. On a loaded host it can come later, and the container then
+    reads "exit 137, not OOMKilled" although the kernel's log names it. The event stream still carries the
+    ``oom`` event, so a SIGKILLed container is asked once more, waiting ``OOM_EVENT_WAIT_S`` for it.
+    """
+    try:
+        events = engine.client.events(since=since, until=int(time.time()) + OOM_EVENT_WAIT_S, decode=True,
+                                      filters={"container": container_id, "event": "oom"})
+        return any(e.get("status") == "oom" or e.get("Action") == "oom" for e in events)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+
+
 def run(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool,
         on_line: Callable[[str], None]) -> ContainerResult:
     """Create, start, stream stderr lines to ``on_line``, enforce the timeout, collect, remove.
@@ -178,6 +200,7 @@ def run(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool,
     watchdog: threading.Timer | None = None
     try:
         t1 = time.perf_counter()
+        started_at = int(time.time()) - 1
         try:
             container.start()
         except docker.errors.APIError as exc:
@@ -202,7 +225,8 @@ def run(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool,
         watchdog.cancel()
         state = engine.client.api.inspect_container(container.id)["State"]
         result.exit_code = int(status.get("StatusCode", state.get("ExitCode", -1)))
-        result.oom_killed = bool(state.get("OOMKilled"))
+        result.oom_killed = bool(state.get("OOMKilled")) or (
+            result.exit_code == SIGKILL_EXIT and not result.timed_out and _oom_event(engine, container.id, started_at))
         started, finished = parse_ts(state.get("StartedAt")), parse_ts(state.get("FinishedAt"))
         if started and finished:
             result.process_s = (finished - started).total_seconds()
