@@ -62,7 +62,6 @@ def table(times: dict[str, list[float]], base: str) -> list[str]:
 
 
 def numba_cases(d: int, n: int) -> list[dict[str, Case]]:
-    import numba
     import numpy as np
 
     from solvers import problem
@@ -88,9 +87,7 @@ def numba_cases(d: int, n: int) -> list[dict[str, Case]]:
             src = src.replace("            s0 += x0[j] * w", "            pass", 1)
             for k in range(1, rows):
                 src = src.replace(f"            s{k} += x{k}[j] * w\n", "", 1)
-        namespace: dict[str, object] = {}
-        exec(compile(src, f"<{keep} only>", "exec"), namespace)
-        return numba.njit(fastmath=nb.FASTMATH)(namespace["rows_blocked"])
+        return nb.compile_kernel(src, "rows_blocked", f"{keep} only")
 
     cases = {f"{rows} rows": driver(nb.blocked_kernel(width, rows)) for rows in (1, 2, 3, 4, 8)}
     if d == 100:

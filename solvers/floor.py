@@ -55,7 +55,7 @@ def per_product_s(run: Callable[[int], object], batches: int = PRODUCT_BATCHES) 
 
     ``run(k)`` makes k products in one call and waits. A call costs a fixed dispatch (≈ 0.3 ms for a jitted
     JAX program, ≈ 1 ms for a tf.function) on top of its products, so the time per product is the marginal
-    one: (T(K) − T(1)) / (K − 1), T the median of ``batches`` calls, K doubled until a call lasts
+    one: (T(K) − T(1)) / (K − 1), T per call as ``per_call_s`` reads it, K doubled until a call lasts
     ``PRODUCT_CALL_SECONDS``. T(1) is short and steady, so the difference keeps T(K)'s own few-% noise
     (a difference of two long calls would double it).
     """
@@ -68,17 +68,8 @@ def per_product_s(run: Callable[[int], object], batches: int = PRODUCT_BATCHES) 
             break
         k *= 2
     k = max(2, k)
-    run(k)  # warm: a program may compile for a new count
-
-    def median_call(count: int, times: int) -> float:
-        samples = []
-        for _ in range(times):
-            t0 = time.perf_counter()
-            run(count)
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples)
-
-    one, many = median_call(1, 3 * batches), median_call(k, batches)
+    # per_call_s warms each count first (a program may compile for a new one) and batches the short calls.
+    one, many = per_call_s(lambda: run(1), batches), per_call_s(lambda: run(k), batches)
     # Should noise ever make T(1) the longer, the plain average of the long calls still bounds the product.
     return (many - one) / (k - 1) if many > one else many / k
 

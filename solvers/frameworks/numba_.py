@@ -88,6 +88,13 @@ def _descend_numpy(X, y, W0, b0, lr, scale, iters):  # pragma: no cover - compil
 # --------------------------------------------------------------------------------------------------- fused
 
 
+def compile_kernel(source: str, name: str, label: str) -> Callable[..., None]:
+    """The function ``name`` of a generated kernel's ``source``, compiled lazily by Numba with ``FASTMATH``."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<gdbench numba kernel {label}>", "exec"), namespace)
+    return njit(fastmath=FASTMATH)(namespace[name])
+
+
 #: Rows that share one sweep over W and one over the partial gradient in ``blocked_kernel``: 1, 2, 3 and 8
 #: measured no better at any d from 32 to 128 on the AVX-512 host (docs/frameworks.md).
 ROWS = 4
@@ -141,9 +148,7 @@ def blocked_kernel(d: int | None, rows: int = ROWS) -> Callable[..., None]:
         raise ValueError(f"d must be >= 1, not {d}")
     if rows < 1:
         raise ValueError(f"rows must be >= 1, not {rows}")
-    namespace: dict[str, Any] = {}
-    exec(compile(_blocked_source(d, rows), f"<gdbench numba kernel d={d} rows={rows}>", "exec"), namespace)
-    return njit(fastmath=FASTMATH)(namespace["rows_blocked"])
+    return compile_kernel(_blocked_source(d, rows), "rows_blocked", f"d={d} rows={rows}")
 
 
 _SMALL_TEMPLATE = '''
@@ -178,9 +183,7 @@ def small_kernel(d: int) -> Callable[..., None]:
         g_update="; ".join(f"g{j} += r * xs[k * {d} + {j}]" for j in js),
         g_store="; ".join(f"out[{j}] = g{j}" for j in js),
     )
-    namespace: dict[str, Any] = {}
-    exec(compile(src, f"<gdbench numba kernel d={d}>", "exec"), namespace)
-    return njit(fastmath=FASTMATH)(namespace[f"_rows_d{d}"])
+    return compile_kernel(src, f"_rows_d{d}", f"d={d}")
 
 
 def padded_width(d: int, dtype: np.dtype) -> int:
