@@ -21,6 +21,7 @@ import pytest
 from orchestrator.backends.docker import container as containers
 from orchestrator.backends.docker.backend import DockerBackend
 from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.backends.slurm import step
 from orchestrator.errors import GdbenchError, GpuUnavailable
 from orchestrator.hosts import gpus as gpuhost
 from orchestrator.images.compose import ComposeFile
@@ -394,7 +395,8 @@ def test_a_recorded_clock_lock_reaches_gpu_containers_only(engine: DockerEngine,
 
 
 def test_an_oom_kill_is_read_from_the_event_stream_too(engine: DockerEngine, compose: ComposeFile, numpy_image) -> None:
-    """A SIGKILLed container is asked for Docker's ``oom`` event, which can trail ``State.OOMKilled``."""
+    """A SIGKILLed container is asked for Docker's ``oom`` event, which can trail ``State.OOMKilled``: by the
+    docker backend through the API, and by the Slurm step's shell function through Docker's CLI."""
     image = compose.services["numpy"].image
     since = int(time.time()) - 1
     ids = []
@@ -408,6 +410,9 @@ def test_an_oom_kill_is_read_from_the_event_stream_too(engine: DockerEngine, com
         assert (killed, fine) == (containers.SIGKILL_EXIT, 0)
         assert containers._oom_event(engine, ids[0], since) is True
         assert containers._oom_event(engine, ids[1], since) is False
+        script = step.OOM_EVENT_FUNCTION + 'oom_event "$1" "$2"'
+        answers = [subprocess.run(["bash", "-c", script, "oom_event", i, str(since)]).returncode for i in ids]
+        assert answers == [0, 1], "the step's oom_event finds the OOM kill and only that"
     finally:
         for i in ids:
             engine.client.api.remove_container(i, force=True)

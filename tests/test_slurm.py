@@ -162,6 +162,21 @@ def test_the_container_on_the_node_is_the_hardened_one(cluster: SlurmCluster, tm
     assert not containers_of(run_id)
 
 
+def test_a_container_killed_for_memory_on_the_node_is_failed_with_the_oom_flag(cluster: SlurmCluster,
+                                                                             tmp_path: Path) -> None:
+    """The step reads ``State.OOMKilled`` and, where a loaded node lost it, Docker's ``oom`` event."""
+    hosts = hosts_file(tmp_path / "hosts.toml", cluster)
+    out = tmp_path / "run"  # X alone is 400,000 x 100 x 8 B = 320 MB, four times the limit
+    proc = gdbench("run", "--hosts", "drv550", "--hosts-file", str(hosts), "-f", "numpy", "--devices", "cpu",
+                   "--dims", "100", "--n", "400000", "--iters", "10", "--repeats", "1", "--max-repeats", "1",
+                   "--mem-limit", "80m", "--out", str(out), timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    rec = manifest(out)["containers"][0]
+    assert rec["status"] == "failed" and rec["oom_killed"] is True and rec["timed_out"] is False, rec
+    assert rec["exit_code"] == 137 and rec["reason"] == "out of memory: killed at mem_limit 80m (OOMKilled)", rec
+    assert not containers_of(manifest(out)["run_id"])
+
+
 def test_ctrl_c_cancels_every_job_of_the_run_and_leaves_no_container(cluster: SlurmCluster, tmp_path: Path) -> None:
     hosts = hosts_file(tmp_path / "hosts.toml", cluster)
     out = tmp_path / "run"

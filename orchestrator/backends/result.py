@@ -10,6 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 STDERR_KEEP_LINES = 400
+#: A process killed by SIGKILL exits 128 + 9: the kernel's OOM killer, or our own timeout's kill.
+SIGKILL_EXIT = 137
+#: How long a backend waits for Docker's ``oom`` event when a container exits 137 without ``State.OOMKilled``:
+#: the flag is lost when the kernel's notification trails Docker's handling of the exit; the event is not.
+OOM_EVENT_WAIT_S = 2
 
 
 @dataclass

@@ -25,7 +25,7 @@ import requests.exceptions
 
 from orchestrator import labels
 from orchestrator.backends.docker.engine import parse_ts
-from orchestrator.backends.result import STDERR_KEEP_LINES, ContainerResult
+from orchestrator.backends.result import OOM_EVENT_WAIT_S, SIGKILL_EXIT, STDERR_KEEP_LINES, ContainerResult
 from orchestrator.errors import GdbenchError, GpuUnavailable, HostLost
 from orchestrator.sweep.spec import RunSpec, format_cpuset
 
@@ -159,11 +159,6 @@ def create(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool) 
     except docker.errors.APIError as exc:
         raise _classify(exc, spec) from exc
 
-
-#: A process killed by SIGKILL exits 128 + 9: the kernel's OOM killer, or our own timeout's kill.
-SIGKILL_EXIT = 137
-#: How long to wait for an ``oom`` event that may trail the container's exit.
-OOM_EVENT_WAIT_S = 2
 
 
 def _oom_event(engine: DockerEngine, container_id: str, since: int) -> bool:

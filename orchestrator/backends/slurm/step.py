@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.backends.result import OutputPump
+from orchestrator.backends.result import OOM_EVENT_WAIT_S, SIGKILL_EXIT, OutputPump
 
 #: The step's last stderr line: timed-out flag, exit code, OOM flag, StartedAt, FinishedAt (daemon clock).
 STATE_MARK = "@@gdbench-step"
@@ -24,12 +24,22 @@ TIMED_OUT = 124
 #: Label every container a job starts carries: the Epilog removes what a cancelled job left behind.
 JOB_LABEL = "io.gdbench.slurm-job"
 
+#: ``oom_event NAME SINCE``: whether Docker reported an ``oom`` event for the container since SINCE (epoch s),
+#: waiting ``OOM_EVENT_WAIT_S`` for one that trails the exit. ``State.OOMKilled`` is lost when the kernel's
+#: notification comes after Docker handled the exit (a loaded node); the event is not.
+OOM_EVENT_FUNCTION = f"""oom_event() {{
+  docker events --since "$2" --until "$(( $(date +%s) + {OOM_EVENT_WAIT_S} ))" --filter "container=$1" \\
+    --filter event=oom --format '{{{{.Action}}}}' 2>/dev/null | grep -q oom
+}}
+"""
+
 _DOCKER_STEP = """set -u
 name={name}
-cleanup() {{ docker rm -f "$name" >/dev/null 2>&1; }}
+{oom_event}cleanup() {{ docker rm -f "$name" >/dev/null 2>&1; }}
 trap 'cleanup; exit 143' TERM INT HUP
 trap cleanup EXIT
 cleanup
+since=$(date +%s)
 docker create {create} >/dev/null || exit 125
 timeout {timeout} docker start -a "$name" &
 wait $!
@@ -38,6 +48,10 @@ timed_out=0
 if [ "$rc" -eq 124 ]; then timed_out=1; docker kill "$name" >/dev/null 2>&1; fi
 state=$(docker inspect -f '{{{{.State.ExitCode}}}} {{{{.State.OOMKilled}}}} {{{{.State.StartedAt}}}} \
 {{{{.State.FinishedAt}}}}' "$name" 2>/dev/null || echo "$rc false - -")
+set -- $state
+if [ "$timed_out" = 0 ] && [ "$1" = {sigkill} ] && [ "$2" = false ] && oom_event "$name" "$since"; then
+  state="$1 true $3 $4"
+fi
 echo "{mark} $timed_out $state" >&2
 """
 
@@ -62,7 +76,8 @@ def docker_step(name: str, create_args: list[str], timeout_s: float) -> str:
     """The script of one container's step: create, start attached (stdout = document, stderr live), time out,
     report the state, remove — on every way out."""
     return _DOCKER_STEP.format(name=shlex.quote(name), create=shlex.join(create_args),
-                               timeout=f"{max(timeout_s, 0.1):g}s", mark=STATE_MARK)
+                               timeout=f"{max(timeout_s, 0.1):g}s", mark=STATE_MARK, oom_event=OOM_EVENT_FUNCTION,
+                               sigkill=SIGKILL_EXIT)
 
 
 def facts_script() -> str:
