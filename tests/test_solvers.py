@@ -464,6 +464,13 @@ def test_bench_checks_every_fused_form_against_the_floor_at_d100() -> None:
     assert not any("jax" in key for key in lines), "a failed row has no time to compare"
     assert "FAIL  d=100 numba fused (one pass) <= 1.3x the floor" in lines, "only numba's fused reads X once"
     assert not any("numpy fused (one pass)" in key for key in lines)
+    own = [line for line in checks({100: rows}, {100: Bounds(1.0)}) if "its own gemv" in line]
+    assert not own, "without a gemv reading there is no proposed bound to hold it to"
+    for gemv, word in ((1.5, "PASS"), (1.0, "FAIL"), (1.25, "INCONCLUSIVE")):  # 1.50x, 2.25x, 1.80x (±5 %)
+        own = [line for line in checks({100: rows}, {100: Bounds(1.0, gemv_ms={"numba": gemv})})
+               if "its own gemv" in line]
+        assert len(own) == 1 and own[0].startswith(
+            f"{word}  d=100 numba fused (one pass) <= 1.75x its own gemv (proposed bound): 2.2500 ms = "), own
 
 
 def test_bench_holds_two_pass_fused_forms_to_twice_their_own_gemv() -> None:
