@@ -81,12 +81,20 @@ def numba_cases(d: int, n: int) -> list[dict[str, Case]]:
     def variant(rows: int, keep: str) -> Callable[..., None]:
         """The blocked kernel's source with one of its two inner loops taken out (d=100 only)."""
         src = nb._blocked_source(width, rows)
+
+        def cut(old: str, new: str) -> None:
+            """One edit of the source; an edit that matches nothing would time the whole kernel as a part."""
+            nonlocal src
+            if old not in src:
+                raise SystemExit(f"the blocked kernel's source no longer has {old.strip()!r}: update this script")
+            src = src.replace(old, new, 1)
+
         if keep == "dot":  # no gradient update: keep r alive through gb only
-            src = src.replace("            g[j] += ", "            pass  # ", 1)
+            cut("            g[j] += ", "            pass  # ")
         else:  # no dot products: r is y − b
-            src = src.replace("            s0 += x0[j] * w", "            pass", 1)
+            cut("            s0 += x0[j] * w", "            pass")
             for k in range(1, rows):
-                src = src.replace(f"            s{k} += x{k}[j] * w\n", "", 1)
+                cut(f"            s{k} += x{k}[j] * w\n", "")
         return nb.compile_kernel(src, "rows_blocked", f"{keep} only")
 
     cases = {f"{rows} rows": driver(nb.blocked_kernel(width, rows)) for rows in (1, 2, 3, 4, 8)}
