@@ -166,4 +166,3 @@ def test_threads_and_details() -> None:
     assert details["threading_layer"] == info["threading_layer"]
     assert set(details["fastmath"]) == {"reassoc", "contract"}
     assert FW.version() == numba.__version__
-

@@ -160,7 +160,6 @@ def create(engine: DockerEngine, spec: RunSpec, image: ImageInfo, *, gpu: bool) 
         raise _classify(exc, spec) from exc
 
 
-
 def _oom_event(engine: DockerEngine, container_id: str, since: int) -> bool:
     """Whether Docker reported an ``oom`` event for the container since ``since``.
 
